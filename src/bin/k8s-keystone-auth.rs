@@ -1,0 +1,89 @@
+//! `k8s-keystone-auth`: parse, validate, serve. Everything else is in the library.
+
+use std::process::ExitCode;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+use kubernetes_keystone::config::{self, cli::ServerArgs};
+use kubernetes_keystone::{telemetry, webhook};
+
+/// Exit code for configuration errors (as ripgrep and clap use).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let matches = ServerArgs::command().get_matches();
+    let args = match ServerArgs::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    let from_env = |id: &str| matches.value_source(id) == Some(ValueSource::EnvVariable);
+    let config = match config::load(&args, &from_env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("k8s-keystone-auth: configuration error: {}", chain(&e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init(&config.log_level);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    kubernetes_keystone::tls::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("k8s-keystone-auth: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let check_only = args.check_config;
+    let result = runtime.block_on(async move {
+        if check_only {
+            let metrics = std::sync::Arc::new(kubernetes_keystone::metrics::Metrics::default());
+            webhook::State::build(&config, metrics)?;
+            if let Some(t) = &config.tls {
+                webhook::tls::build_server_config(t)?;
+            }
+            tracing::info!("configuration is valid");
+            return Ok(());
+        }
+        webhook::run(config, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("k8s-keystone-auth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

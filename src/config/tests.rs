@@ -1,0 +1,204 @@
+use super::*;
+use clap::Parser;
+
+fn args(argv: &[&str]) -> ServerArgs {
+    let mut full = vec!["k8s-keystone-auth"];
+    full.extend_from_slice(argv);
+    ServerArgs::try_parse_from(full).unwrap()
+}
+
+fn run(argv: &[&str], file: Option<&str>) -> Result<Config, ConfigError> {
+    let a = args(argv);
+    let no_env = |_: &str| false;
+    validate(&Inputs {
+        args: &a,
+        from_env: &no_env,
+        file: file.map(|t| (Path::new("/etc/k.toml"), t)),
+    })
+}
+
+const TLS: [&str; 4] = [
+    "--tls-cert-file",
+    "/c.pem",
+    "--tls-private-key-file",
+    "/k.pem",
+];
+
+#[test]
+fn the_go_reference_command_line_works() {
+    let mut a = TLS.to_vec();
+    a.extend([
+        "--keystone-url",
+        "https://ks:5000/v3",
+        "--keystone-policy-file",
+        "/p.json",
+    ]);
+    let c = run(&a, None).unwrap();
+    assert_eq!(c.listen.to_string(), "0.0.0.0:8443");
+    assert_eq!(c.keystone.url.as_str(), "https://ks:5000/v3");
+    assert_eq!(c.cache.ttl, Duration::from_secs(60));
+    assert_eq!(c.username_format, UsernameFormat::Name);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn flags_override_the_file() {
+    let file = "listen = \"127.0.0.1:9000\"\n[keystone]\nurl = \"https://file:5000\"\ntimeout = \"3s\"\n[tls]\ncert_file = \"/f.pem\"\nprivate_key_file = \"/fk.pem\"\n";
+    let c = run(&["--keystone-url", "https://flag:5000"], Some(file)).unwrap();
+    assert_eq!(c.keystone.url.as_str(), "https://flag:5000/v3");
+    assert_eq!(c.keystone.timeout, Duration::from_secs(3));
+    assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+    assert_eq!(c.tls.unwrap().cert_file, PathBuf::from("/f.pem"));
+}
+
+#[test]
+fn unknown_keys_name_file_line_and_key() {
+    let err = run(
+        &TLS,
+        Some("[keystone]\nurl = \"https://ks\"\nca_fle = \"/x\"\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("/etc/k.toml"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("unknown field `ca_fle`"), "{err}");
+}
+
+#[test]
+fn bad_values_name_file_line_and_key() {
+    let err = run(&TLS, Some("\n[keystone]\nurl = \"ks:5000\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "invalid `keystone.url` in /etc/k.toml line 3: \"ks:5000\" must start with https:// or http://"
+    );
+    let err = run(
+        &TLS,
+        Some("[keystone]\nurl = \"https://ks\"\n[cache]\nttl = \"forever\"\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("invalid `cache.ttl` in /etc/k.toml line 4"),
+        "{err}"
+    );
+    let err = run(
+        &TLS,
+        Some("[keystone]\nurl = \"https://ks\"\n[authentication]\nusername_format = \"mail\"\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("authentication.username_format") && err.contains("name@domain"),
+        "{err}"
+    );
+    let err = run(&TLS, Some("[keystone]\nurl = 5\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("invalid type: integer `5`, expected a string"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_and_variables_are_named() {
+    let mut a = TLS.to_vec();
+    a.extend(["--keystone-url", "ftp://ks"]);
+    assert!(
+        run(&a, None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid --keystone-url:")
+    );
+    let parsed = args(&a);
+    let from_env = |id: &str| id == "keystone_url";
+    let err = validate(&Inputs {
+        args: &parsed,
+        from_env: &from_env,
+        file: None,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("invalid environment variable OS_AUTH_URL:"),
+        "{err}"
+    );
+    let mut a = TLS.to_vec();
+    a.extend(["--keystone-url", "https://ks", "--listen", "8443"]);
+    assert!(run(&a, None).unwrap_err().to_string().contains("--listen"));
+}
+
+#[test]
+fn missing_required_settings_say_how_to_set_them() {
+    let err = run(&TLS, None).unwrap_err().to_string();
+    assert!(
+        err.contains("--keystone-url")
+            && err.contains("OS_AUTH_URL")
+            && err.contains("keystone.url"),
+        "{err}"
+    );
+    let err = run(&["--keystone-url", "https://ks"], None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--tls-cert-file") && err.contains("--insecure-http"),
+        "{err}"
+    );
+    assert!(
+        run(&["--keystone-url", "https://ks", "--insecure-http"], None)
+            .unwrap()
+            .tls
+            .is_none()
+    );
+}
+
+#[test]
+fn configmap_options_are_refused_with_advice() {
+    let mut a = TLS.to_vec();
+    a.extend([
+        "--keystone-url",
+        "https://ks",
+        "--policy-configmap-name",
+        "k8s-auth-policy",
+    ]);
+    assert!(
+        run(&a, None)
+            .unwrap_err()
+            .to_string()
+            .contains("--keystone-policy-file")
+    );
+}
+
+#[test]
+fn service_identity_is_checked() {
+    let f = "[keystone]\nurl = \"https://ks\"\n[keystone.service_identity]\nuser_name = \"svc\"\npassword = \"pw\"\n";
+    let err = run(&TLS, Some(f)).unwrap_err().to_string();
+    assert!(
+        err.contains("keystone.service_identity") && err.contains("user_domain_name"),
+        "{err}"
+    );
+    let f = "[keystone]\nurl = \"https://ks\"\n[keystone.service_identity]\napplication_credential_id = \"ac\"\napplication_credential_secret = \"s3cr3t\"\n";
+    let c = run(&TLS, Some(f)).unwrap();
+    assert!(
+        !format!("{c:?}").contains("s3cr3t"),
+        "secrets must not appear in Debug output"
+    );
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+    assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    assert!(parse_duration("5").is_err());
+    assert!(parse_duration("-5s").is_err());
+    assert!(parse_duration("").is_err());
+}
+
+#[test]
+fn klog_verbosity_maps_to_levels() {
+    let mut a = TLS.to_vec();
+    a.extend(["--keystone-url", "https://ks", "--v", "4"]);
+    assert_eq!(run(&a, None).unwrap().log_level, "debug");
+}

@@ -1,0 +1,299 @@
+//! Kubernetes wire types for the two webhooks, written by hand.
+//!
+//! `k8s-openapi` has only the `v1` versions of these kinds and refuses any other `apiVersion`,
+//! while kube-apiserver still defaults its webhook versions to `v1beta1`. The types here are
+//! lenient on input (unknown fields are ignored, `null` is read as empty) and the answer always
+//! carries the request's `apiVersion`.
+//!
+//! | kind | versions | groups field |
+//! |---|---|---|
+//! | `TokenReview` | `authentication.k8s.io/v1`, `authentication.k8s.io/v1beta1` | — |
+//! | `SubjectAccessReview` | `authorization.k8s.io/v1`, `authorization.k8s.io/v1beta1` | v1 `groups`, v1beta1 `group` |
+
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+use crate::secret::Secret;
+
+/// `authentication.k8s.io/v1`
+pub const AUTHENTICATION_V1: &str = "authentication.k8s.io/v1";
+/// `authentication.k8s.io/v1beta1`
+pub const AUTHENTICATION_V1BETA1: &str = "authentication.k8s.io/v1beta1";
+/// `authorization.k8s.io/v1`
+pub const AUTHORIZATION_V1: &str = "authorization.k8s.io/v1";
+/// `authorization.k8s.io/v1beta1`
+pub const AUTHORIZATION_V1BETA1: &str = "authorization.k8s.io/v1beta1";
+
+/// The five `extra` keys of the Go reference, each holding an array of strings.
+pub mod extra_keys {
+    /// Keystone project id of the token's scope.
+    pub const PROJECT_ID: &str = "alpha.kubernetes.io/identity/project/id";
+    /// Keystone project name of the token's scope.
+    pub const PROJECT_NAME: &str = "alpha.kubernetes.io/identity/project/name";
+    /// Role names on the token.
+    pub const ROLES: &str = "alpha.kubernetes.io/identity/roles";
+    /// Domain id of the user.
+    pub const USER_DOMAIN_ID: &str = "alpha.kubernetes.io/identity/user/domain/id";
+    /// Domain name of the user.
+    pub const USER_DOMAIN_NAME: &str = "alpha.kubernetes.io/identity/user/domain/name";
+}
+
+/// `apiVersion` and `kind`, read first so that a wrong kind or version gets a precise answer.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TypeMeta {
+    /// e.g. `authentication.k8s.io/v1`
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub api_version: String,
+    /// e.g. `TokenReview`
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub kind: String,
+}
+
+/// A TokenReview as kube-apiserver sends it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenReviewRequest {
+    /// Version and kind, echoed in the answer.
+    #[serde(flatten)]
+    pub type_meta: TypeMeta,
+    /// The request's spec.
+    pub spec: TokenReviewSpec,
+}
+
+/// `spec` of a TokenReview.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenReviewSpec {
+    /// The bearer token to review.
+    pub token: Secret,
+    /// Audiences the apiserver accepts (v1 and v1beta1 both have it; Keystone tokens are not
+    /// audience-bound, so the answer leaves `status.audiences` empty and the apiserver applies
+    /// its own).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub audiences: Vec<String>,
+}
+
+/// The answer to a TokenReview.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenReviewResponse {
+    /// Same `apiVersion` and `kind` as the request.
+    #[serde(flatten)]
+    pub type_meta: TypeMeta,
+    /// The verdict.
+    pub status: TokenReviewStatus,
+}
+
+/// `status` of a TokenReview answer.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenReviewStatus {
+    /// Whether the token belongs to a known user.
+    pub authenticated: bool,
+    /// The user, when authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserInfo>,
+    /// Set when the token could not be checked (Keystone down): the apiserver does not cache
+    /// such an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A Kubernetes user, as the authenticator reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInfo {
+    /// User name.
+    pub username: String,
+    /// Unique id.
+    pub uid: String,
+    /// Group names.
+    pub groups: Vec<String>,
+    /// Extra attributes, each a list of strings.
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// A SubjectAccessReview as kube-apiserver sends it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectAccessReviewRequest {
+    /// Version and kind, echoed in the answer.
+    #[serde(flatten)]
+    pub type_meta: TypeMeta,
+    /// The request's spec.
+    pub spec: SubjectAccessReviewSpec,
+}
+
+/// `spec` of a SubjectAccessReview. Both `groups` (v1) and `group` (v1beta1) are read.
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectAccessReviewSpec {
+    /// Set for a request on a resource.
+    #[serde(default)]
+    pub resource_attributes: Option<ResourceAttributes>,
+    /// Set for a request on a non-resource path.
+    #[serde(default)]
+    pub non_resource_attributes: Option<NonResourceAttributes>,
+    /// User name.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub user: String,
+    /// Groups (`authorization.k8s.io/v1`).
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    /// Groups (`authorization.k8s.io/v1beta1`).
+    #[serde(default)]
+    pub group: Option<Vec<String>>,
+    /// Extra attributes from the authenticator; absent for users that are not from Keystone.
+    #[serde(default, deserialize_with = "lenient_extra")]
+    pub extra: Option<BTreeMap<String, Vec<String>>>,
+    /// User id.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub uid: String,
+}
+
+impl SubjectAccessReviewSpec {
+    /// The groups, from whichever of `groups`/`group` was sent.
+    pub fn all_groups(&self) -> &[String] {
+        self.groups
+            .as_deref()
+            .or(self.group.as_deref())
+            .unwrap_or(&[])
+    }
+}
+
+/// `spec.resourceAttributes`.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ResourceAttributes {
+    /// Namespace; empty for cluster-scoped requests.
+    #[serde(deserialize_with = "null_as_default")]
+    pub namespace: String,
+    /// Verb (get, list, create, ...).
+    #[serde(deserialize_with = "null_as_default")]
+    pub verb: String,
+    /// API group; empty for the core group.
+    #[serde(deserialize_with = "null_as_default")]
+    pub group: String,
+    /// API version.
+    #[serde(deserialize_with = "null_as_default")]
+    pub version: String,
+    /// Resource (pods, ...).
+    #[serde(deserialize_with = "null_as_default")]
+    pub resource: String,
+    /// Sub-resource (exec, log, ...).
+    #[serde(deserialize_with = "null_as_default")]
+    pub subresource: String,
+    /// Object name.
+    #[serde(deserialize_with = "null_as_default")]
+    pub name: String,
+}
+
+/// `spec.nonResourceAttributes`.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NonResourceAttributes {
+    /// Path (`/healthz`, `/api`, ...).
+    #[serde(deserialize_with = "null_as_default")]
+    pub path: String,
+    /// Verb (get, ...).
+    #[serde(deserialize_with = "null_as_default")]
+    pub verb: String,
+}
+
+/// The answer to a SubjectAccessReview.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectAccessReviewResponse {
+    /// Same `apiVersion` and `kind` as the request.
+    #[serde(flatten)]
+    pub type_meta: TypeMeta,
+    /// The verdict.
+    pub status: SubjectAccessReviewStatus,
+}
+
+/// `status` of a SubjectAccessReview answer.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectAccessReviewStatus {
+    /// Whether the policy allows the request.
+    pub allowed: bool,
+    /// Never set: a `false` answer is "no opinion", so RBAC still decides.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub denied: bool,
+    /// Why.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Set when the review could not be evaluated.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub evaluation_error: String,
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `extra` values may be `null` in hand-written requests; read them as empty lists.
+fn lenient_extra<'de, D>(d: D) -> Result<Option<BTreeMap<String, Vec<String>>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let raw = Option::<BTreeMap<String, Option<Vec<String>>>>::deserialize(d)?;
+    Ok(raw.map(|m| {
+        m.into_iter()
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_token_review_reads() {
+        let body = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","metadata":{"creationTimestamp":null},"spec":{"token":"gAAAAAxyz","audiences":["https://kubernetes.default.svc"]},"status":{"user":{}}}"#;
+        let r: TokenReviewRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(r.type_meta.api_version, AUTHENTICATION_V1);
+        assert_eq!(r.spec.token.expose(), "gAAAAAxyz");
+        assert_eq!(r.spec.audiences.len(), 1);
+    }
+
+    #[test]
+    fn sar_reads_groups_of_both_versions_and_null_extra_values() {
+        let v1: SubjectAccessReviewRequest = serde_json::from_str(
+            r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"alice","groups":["a"],"extra":{"k":null},"resourceAttributes":{"verb":"get","resource":"pods","namespace":null}}}"#,
+        )
+        .unwrap();
+        assert_eq!(v1.spec.all_groups(), ["a".to_string()]);
+        assert_eq!(v1.spec.extra.unwrap()["k"], Vec::<String>::new());
+        let b: SubjectAccessReviewRequest = serde_json::from_str(
+            r#"{"apiVersion":"authorization.k8s.io/v1beta1","kind":"SubjectAccessReview","spec":{"user":"alice","group":["b"],"nonResourceAttributes":{"verb":"get","path":"/api"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(b.spec.all_groups(), ["b".to_string()]);
+        assert!(b.spec.extra.is_none());
+    }
+
+    #[test]
+    fn answers_omit_empty_fields() {
+        let r = SubjectAccessReviewResponse {
+            type_meta: TypeMeta {
+                api_version: AUTHORIZATION_V1BETA1.into(),
+                kind: "SubjectAccessReview".into(),
+            },
+            status: SubjectAccessReviewStatus {
+                allowed: false,
+                ..Default::default()
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"apiVersion":"authorization.k8s.io/v1beta1","kind":"SubjectAccessReview","status":{"allowed":false}}"#
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! The OpenStack Keystone v3 client: the few calls this project makes, written by hand.
+//!
+//! * [`KeystoneClient::validate_token`]: `GET /v3/auth/tokens?nocatalog`, the token validating
+//!   itself (or a service identity's token), always with `OpenStack-Identity-Access-Rules: 1.0`.
+//! * [`KeystoneClient::user_groups`]: `GET /v3/users/{id}/groups`, every page.
+//! * [`KeystoneClient::issue_token`]: `POST /v3/auth/tokens` for application credentials,
+//!   passwords and tokens.
+//!
+//! Errors are typed ([`KeystoneError`]) because callers branch on them: a token Keystone refuses
+//! is a plain "not authenticated", a Keystone that cannot be reached is an error that must not
+//! be cached.
+
+mod client;
+mod error;
+pub mod types;
+
+pub use client::{
+    AuthRequest, ClientSettings, KeystoneClient, Scope, ServiceAuth, UserRef, normalize_url,
+};
+pub use error::KeystoneError;

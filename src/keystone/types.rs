@@ -1,0 +1,177 @@
+//! Keystone JSON, lenient: unknown fields are ignored and missing optional parts are `None`.
+
+use serde::{Deserialize, Deserializer};
+
+/// `{"token": {...}}` as returned by token validation and issue.
+#[derive(Debug, Deserialize)]
+pub struct TokenEnvelope {
+    /// The token body.
+    pub token: Token,
+}
+
+/// The body of a Keystone token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Token {
+    /// The user the token belongs to.
+    pub user: TokenUser,
+    /// The project scope; absent for unscoped, domain- and system-scoped tokens.
+    #[serde(default)]
+    pub project: Option<TokenProject>,
+    /// Roles on the scope.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub roles: Vec<NamedRef>,
+    /// When the token stops being valid (RFC 3339).
+    pub expires_at: String,
+    /// Authentication methods (`password`, `application_credential`, `token`, ...).
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub methods: Vec<String>,
+    /// Present for tokens issued from an application credential.
+    #[serde(default)]
+    pub application_credential: Option<TokenAppCred>,
+}
+
+/// `token.user`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenUser {
+    /// User id.
+    pub id: String,
+    /// User name.
+    #[serde(default)]
+    pub name: String,
+    /// The user's domain.
+    #[serde(default)]
+    pub domain: DomainRef,
+}
+
+/// `token.project`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenProject {
+    /// Project id.
+    pub id: String,
+    /// Project name.
+    #[serde(default)]
+    pub name: String,
+    /// The project's domain.
+    #[serde(default)]
+    pub domain: DomainRef,
+}
+
+/// A domain reference.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct DomainRef {
+    /// Domain id.
+    #[serde(default)]
+    pub id: String,
+    /// Domain name.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A role reference (`{"id", "name"}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NamedRef {
+    /// Id.
+    #[serde(default)]
+    pub id: String,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// `token.application_credential`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenAppCred {
+    /// Application credential id.
+    pub id: String,
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+    /// Restricted credentials cannot create other credentials.
+    #[serde(default)]
+    pub restricted: bool,
+    /// Access rules; empty means "no rules" (any API).
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub access_rules: Vec<AccessRule>,
+}
+
+/// One access rule of an application credential.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccessRule {
+    /// Service type the rule applies to, e.g. `k8s`.
+    #[serde(default)]
+    pub service: String,
+    /// HTTP method.
+    #[serde(default)]
+    pub method: String,
+    /// Path glob.
+    #[serde(default)]
+    pub path: String,
+}
+
+/// `GET /v3/users/{id}/groups`.
+#[derive(Debug, Deserialize)]
+pub struct GroupsPage {
+    /// The groups on this page.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub groups: Vec<NamedRef>,
+    /// Pagination links.
+    #[serde(default)]
+    pub links: Links,
+}
+
+/// `links` of a list answer.
+#[derive(Debug, Deserialize, Default)]
+pub struct Links {
+    /// The next page, if any.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// `{"error": {"code", "message", "title"}}`.
+#[derive(Debug, Deserialize)]
+pub struct ErrorEnvelope {
+    /// The error.
+    pub error: ErrorBody,
+}
+
+/// The body of a Keystone error.
+#[derive(Debug, Deserialize)]
+pub struct ErrorBody {
+    /// Human message.
+    #[serde(default)]
+    pub message: String,
+}
+
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_rules_token_reads() {
+        let body = r#"{"token":{"methods":["application_credential"],"user":{"domain":{"id":"d1","name":"k8s"},"id":"u1","name":"alice","password_expires_at":null},
+            "audit_ids":["x"],"expires_at":"2026-11-28T16:09:51.000000Z","issued_at":"2026-11-28T15:09:51.000000Z",
+            "project":{"domain":{"id":"d1","name":"k8s"},"id":"p1","name":"team-a"},"is_domain":false,
+            "roles":[{"id":"r1","name":"k8s-viewer"}],
+            "application_credential":{"id":"ac1","name":"kubectl-rules2","restricted":true,"access_rules":[{"id":"a","service":"k8s","path":"/api/v1/namespaces/*/pods","method":"GET"}]}}}"#;
+        let t: TokenEnvelope = serde_json::from_str(body).unwrap();
+        let ac = t.token.application_credential.unwrap();
+        assert_eq!(ac.access_rules[0].service, "k8s");
+        assert_eq!(t.token.project.unwrap().name, "team-a");
+    }
+
+    #[test]
+    fn unscoped_token_reads() {
+        let body = r#"{"token":{"methods":["password"],"user":{"domain":{"id":"d","name":"k8s"},"id":"u","name":"bob"},"audit_ids":["x"],"expires_at":"2026-11-28T16:23:32.000000Z","issued_at":"2026-11-28T15:23:32.000000Z"}}"#;
+        let t: TokenEnvelope = serde_json::from_str(body).unwrap();
+        assert!(t.token.project.is_none());
+        assert!(t.token.roles.is_empty());
+    }
+}

@@ -1,0 +1,44 @@
+//! kubernetes-keystone: Kubernetes authentication and authorization from OpenStack Keystone.
+//!
+//! The crate holds the library behind three executables:
+//!
+//! * `k8s-keystone-auth`, the HTTPS service that answers kube-apiserver's authentication
+//!   webhook (TokenReview) and authorization webhook (SubjectAccessReview): [`webhook`];
+//! * `kubectl-keystone-auth`, the kubectl exec credential plugin (later: `plugin`);
+//! * the Juju charm's hook executable (later: `charm`).
+//!
+//! Where things live:
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`config`] | command line + TOML file → validated, typed [`config::Config`] |
+//! | [`k8s`] | hand-written Kubernetes wire types (TokenReview, SubjectAccessReview), v1 and v1beta1 |
+//! | [`keystone`] | the Keystone v3 HTTP client and its JSON types |
+//! | [`identity`] | pure mapping of a validated Keystone token to a Kubernetes user |
+//! | [`cache`] | the TTL token cache with single flight |
+//! | [`policy`] | the authorization policy engine (both formats of the Go reference) |
+//! | [`sync_config`] | the Go reference's sync config (parsed and validated only) |
+//! | [`webhook`] | routes, handlers, TLS serving, metrics, reloading |
+//! | [`metrics`] | Prometheus counters and histograms, rendered by hand |
+//! | [`tls`] | the one rustls crypto provider, PEM loading |
+//! | [`secret`] | a string type that never prints its value |
+//! | [`timefmt`] | RFC 3339 timestamps without a date-time crate |
+
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod config;
+pub mod identity;
+pub mod k8s;
+pub mod keystone;
+pub mod metrics;
+pub mod policy;
+pub mod secret;
+pub mod sync_config;
+pub mod telemetry;
+pub mod timefmt;
+pub mod tls;
+pub mod webhook;
+
+/// The version of this build, as reported by `--version`, `/metrics` and the charm.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,177 @@
+//! Routes: paths, methods and the body limit, composed with warp; the work is in [`handlers`].
+//!
+//! | route | answer |
+//! |---|---|
+//! | `POST /webhook` | TokenReview or SubjectAccessReview, by `kind` (the Go reference's one route) |
+//! | `POST /authenticate` | TokenReview only |
+//! | `POST /authorize` | SubjectAccessReview only |
+//! | `GET /healthz` | 200 while the process serves |
+//! | `GET /readyz` | 200 when Keystone answered recently or answers now, else 503 |
+//! | `GET /metrics` | Prometheus text |
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::State;
+use super::handlers::{self, Expect, status_reply};
+
+/// Largest request body accepted (1 MiB); larger ones get 413.
+pub const MAX_BODY: u64 = 1024 * 1024;
+/// Time allowed to receive a whole body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+struct TooLarge;
+impl warp::reject::Reject for TooLarge {}
+
+#[derive(Debug)]
+struct BodyTimeout;
+impl warp::reject::Reject for BodyTimeout {}
+
+#[derive(Debug)]
+struct BodyError(String);
+impl warp::reject::Reject for BodyError {}
+
+/// The body, at most [`MAX_BODY`] bytes, with or without a Content-Length.
+fn limited_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and_then(|len: Option<u64>| async move {
+            match len {
+                Some(n) if n > MAX_BODY => Err(warp::reject::custom(TooLarge)),
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+        .and(warp::body::stream())
+        .and_then(collect_body)
+}
+
+async fn collect_body<S, B>(stream: S) -> Result<Bytes, Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let collect = async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut body = BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let mut chunk = chunk.map_err(|e| warp::reject::custom(BodyError(e.to_string())))?;
+            if body.len() as u64 + chunk.remaining() as u64 > MAX_BODY {
+                return Err(warp::reject::custom(TooLarge));
+            }
+            while chunk.has_remaining() {
+                let part = chunk.chunk();
+                let n = part.len();
+                body.extend_from_slice(part);
+                chunk.advance(n);
+            }
+        }
+        Ok(body.freeze())
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, collect).await {
+        Ok(r) => r,
+        Err(_) => Err(warp::reject::custom(BodyTimeout)),
+    }
+}
+
+fn with_state(
+    state: Arc<State>,
+) -> impl Filter<Extract = (Arc<State>,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+fn review_route(
+    name: &'static str,
+    expect: Expect,
+    state: Arc<State>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path(name)
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(limited_body())
+        .and(with_state(state))
+        .and_then(move |body, state| handlers::review(expect, body, state))
+}
+
+/// Every route, with rejections turned into Kubernetes `Status` answers.
+pub fn routes(state: Arc<State>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let get = |name: &'static str| warp::path(name).and(warp::path::end()).and(warp::get());
+    let healthz = get("healthz").and_then(handlers::healthz);
+    let readyz = get("readyz")
+        .and(with_state(state.clone()))
+        .and_then(handlers::readyz);
+    let metrics = get("metrics")
+        .and(with_state(state.clone()))
+        .and_then(handlers::metrics);
+    let rejections = state.clone();
+    review_route("webhook", Expect::Any, state.clone())
+        .or(review_route(
+            "authenticate",
+            Expect::TokenReview,
+            state.clone(),
+        ))
+        .unify()
+        .or(review_route(
+            "authorize",
+            Expect::SubjectAccessReview,
+            state,
+        ))
+        .unify()
+        .or(healthz)
+        .unify()
+        .or(readyz)
+        .unify()
+        .or(metrics)
+        .unify()
+        .recover(move |r| handle_rejection(r, rejections.clone()))
+        .unify()
+}
+
+async fn handle_rejection(r: Rejection, state: Arc<State>) -> Result<Response, Infallible> {
+    let (code, message, label) = if r.find::<TooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {MAX_BODY} bytes"),
+            "too_large",
+        )
+    } else if r.find::<BodyTimeout>().is_some() {
+        (
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time".to_string(),
+            "body_timeout",
+        )
+    } else if let Some(BodyError(e)) = r.find::<BodyError>() {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("cannot read request body: {e}"),
+            "body_error",
+        )
+    } else if r.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found: the routes are POST /webhook, /authenticate, /authorize and GET /healthz, /readyz, /metrics".to_string(), "not_found")
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: reviews are POSTed, health and metrics are read with GET"
+                .to_string(),
+            "method",
+        )
+    } else {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("bad request: {r:?}"),
+            "other",
+        )
+    };
+    state.metrics.inc(
+        "k8s_keystone_auth_http_requests_rejected_total",
+        &[("reason", label)],
+    );
+    Ok(status_reply(code, &message))
+}
