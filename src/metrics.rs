@@ -10,6 +10,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// A counter series: metric name and label pairs.
+type SeriesKey = (&'static str, Vec<(&'static str, &'static str)>);
+
 /// Upper bounds (seconds) of the review latency histogram buckets.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -25,7 +28,7 @@ struct Histogram {
 /// All metrics of the service.
 #[derive(Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<(&'static str, Vec<(&'static str, &'static str)>), u64>>,
+    counters: Mutex<BTreeMap<SeriesKey, u64>>,
     histograms: Mutex<BTreeMap<&'static str, Histogram>>,
     /// Current number of entries in the token cache.
     pub cache_entries: AtomicU64,

@@ -78,17 +78,17 @@ pub struct Policy {
 }
 
 /// Why a policy document was rejected.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// The document is not well-formed JSON (or nests deeper than 128 levels).
-    #[error("policy is not valid JSON: {source}")]
+    #[error("policy is not valid JSON at line {line}, column {column}: {message}")]
     Syntax {
         /// 1-based line of the error.
         line: usize,
         /// 1-based column of the error.
         column: usize,
-        /// The underlying parser error.
-        source: serde_json::Error,
+        /// What is wrong, e.g. "expected value".
+        message: String,
     },
     /// The document is valid JSON but not an array.
     #[error("policy must be a JSON array of rules, found {found}")]

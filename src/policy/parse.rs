@@ -52,10 +52,16 @@ struct RawMatch {
 pub(super) fn parse(input: &str) -> Result<(Vec<Rule>, Vec<String>), PolicyError> {
     let mut warnings = Vec::new();
     let mut de = serde_json::Deserializer::from_str(input);
-    let root = Json::deserialize(&mut de).map_err(|source| PolicyError::Syntax {
-        line: source.line(),
-        column: source.column(),
-        source,
+    let root = Json::deserialize(&mut de).map_err(|e| {
+        let (line, column) = (e.line(), e.column());
+        let text = e.to_string();
+        let suffix = format!(" at line {line} column {column}");
+        let message = text.strip_suffix(&suffix).unwrap_or(&text).to_owned();
+        PolicyError::Syntax {
+            line,
+            column,
+            message,
+        }
     })?;
     if let Err(e) = de.end() {
         warnings.push(format!(

@@ -122,6 +122,10 @@ pub async fn review(
     state: Arc<State>,
 ) -> Result<Response, std::convert::Infallible> {
     let started = Instant::now();
+    // serde reads a struct from a JSON array too; a review is always an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Ok(bad_request(&state, "request body is not a JSON object"));
+    }
     let meta: TypeMeta = match serde_json::from_slice(&body) {
         Ok(m) => m,
         Err(e) => {
