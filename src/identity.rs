@@ -80,12 +80,6 @@ pub enum Refusal {
     /// An application credential whose access rules do not name the Kubernetes service type.
     #[error("the application credential's access rules do not allow service type {0:?}")]
     AccessRulesExcludeService(String),
-    /// `expires_at` is missing or unreadable.
-    #[error("Keystone gave an unreadable expiry time")]
-    BadExpiry,
-    /// Already expired by our clock.
-    #[error("the token has expired")]
-    Expired,
 }
 
 /// Checks a validated token against this service's rules and keeps what the answer needs.
@@ -102,10 +96,9 @@ pub fn identity_from_token(
     {
         return Err(Refusal::AccessRulesExcludeService(service_type.to_string()));
     }
-    let expires_at = parse_rfc3339(&token.expires_at).map_err(|_| Refusal::BadExpiry)?;
-    if expires_at <= now {
-        return Err(Refusal::Expired);
-    }
+    // Keystone just said the token is valid, by its own clock. An expiry that our clock
+    // already passed (skew) or cannot read only means the answer is not cached.
+    let expires_at = parse_rfc3339(&token.expires_at).unwrap_or(now).max(now);
     Ok(Identity {
         user_id: token.user.id.clone(),
         user_name: token.user.name.clone(),
@@ -309,11 +302,20 @@ mod tests {
     }
 
     #[test]
-    fn expired_tokens_are_refused() {
+    fn keystone_decides_validity_and_our_clock_only_bounds_caching() {
         let late = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         assert_eq!(
-            identity_from_token(&token(ALICE), "k8s", late),
-            Err(Refusal::Expired)
+            identity_from_token(&token(ALICE), "k8s", late)
+                .unwrap()
+                .expires_at,
+            late
+        );
+        let unreadable = token(&ALICE.replace("2026-11-28T16:08:40.000000Z", "soon"));
+        assert_eq!(
+            identity_from_token(&unreadable, "k8s", now())
+                .unwrap()
+                .expires_at,
+            now()
         );
     }
 
