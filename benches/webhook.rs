@@ -101,6 +101,11 @@ async fn main() {
         std::process::exit(2);
     };
     kubernetes_keystone::tls::install_crypto_provider();
+    if cfg!(debug_assertions) {
+        println!(
+            "(debug build, as run by `cargo test --all-targets`: a smoke run; figures come from `benches/run`)\n"
+        );
+    }
     let (id, secret) = (
         std::env::var("KS_AC_KUBECTL_ID").expect("seed"),
         std::env::var("KS_AC_KUBECTL_SECRET").expect("seed"),

@@ -40,5 +40,20 @@ pub mod timefmt;
 pub mod tls;
 pub mod webhook;
 
+/// An error and its causes on one line: `error: cause: cause` (what `anyhow`'s `{:#}` prints,
+/// for any `std::error::Error`).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    // Bounded: error chains are short, but a cycle must not hang the process.
+    for _ in 0..16 {
+        let Some(cause) = source else { break };
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
 /// The version of this build, as reported by `--version`, `/metrics` and the charm.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

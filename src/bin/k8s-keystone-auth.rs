@@ -20,7 +20,10 @@ fn main() -> ExitCode {
     let config = match config::load(&args, &from_env) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("k8s-keystone-auth: configuration error: {}", chain(&e));
+            eprintln!(
+                "k8s-keystone-auth: configuration error: {}",
+                kubernetes_keystone::error_chain(&e)
+            );
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -75,15 +78,4 @@ async fn shutdown_signal() {
         }
         _ => std::future::pending().await,
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }

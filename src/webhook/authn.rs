@@ -175,7 +175,7 @@ impl Authenticator {
         stale: Option<Outcome>,
     ) -> (Outcome, Option<Lifetime>) {
         let unavailable = |e: &KeystoneError| -> (Outcome, Option<Lifetime>) {
-            let message = error_chain(e);
+            let message = crate::error_chain(e);
             if self.cache_config.serve_stale
                 && let Some(Outcome::Authenticated(id)) = &stale
                 && id.expires_at > SystemTime::now()
@@ -276,19 +276,3 @@ impl Authenticator {
     }
 }
 
-/// `error: cause: cause` on one line.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    let mut depth = 0;
-    while let Some(cause) = src {
-        if depth > 8 {
-            break;
-        }
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        src = cause.source();
-        depth += 1;
-    }
-    s
-}

@@ -285,7 +285,7 @@ pub async fn readyz(state: Arc<State>) -> Result<Response, std::convert::Infalli
             Ok(warp::reply::with_header("ok\n", "content-type", "text/plain").into_response())
         }
         Err(e) => {
-            let msg = format!("not ready: {}\n", super::authn::error_chain(&e));
+            let msg = format!("not ready: {}\n", crate::error_chain(&e));
             Ok(warp::reply::with_status(
                 warp::reply::with_header(msg, "content-type", "text/plain"),
                 StatusCode::SERVICE_UNAVAILABLE,
