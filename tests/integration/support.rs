@@ -33,6 +33,11 @@ pub fn log_dir() -> PathBuf {
     dir
 }
 
+/// Records a token issued outside these helpers (by the plugin) for the end-of-run log scan.
+pub fn record_issued(t: &str) {
+    record_token(t);
+}
+
 fn record_token(t: &str) {
     ISSUED.lock().unwrap().push(t.to_string());
     let path = log_dir().join("issued-tokens");
