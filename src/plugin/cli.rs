@@ -196,5 +196,5 @@ pub struct KubeconfigArgs {
     /// Merge into a kubeconfig (default: the first file of $KUBECONFIG, else ~/.kube/config),
     /// keeping its other entries and making the new context current
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
-    pub merge: Option<PathBuf>,
+    pub merge: Option<String>,
 }

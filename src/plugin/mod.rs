@@ -508,10 +508,10 @@ pub async fn kubeconfig(
         return Ok(Written::File(path.clone()));
     }
     if let Some(path) = &args.merge {
-        let path = if path.as_os_str().is_empty() {
+        let path = if path.is_empty() {
             default_kubeconfig(ctx)?
         } else {
-            path.clone()
+            PathBuf::from(path)
         };
         merge_into(&path, &generated)?;
         return Ok(Written::File(path));

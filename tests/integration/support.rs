@@ -153,14 +153,23 @@ impl Keystone {
         if let (Some(o), Some(e)) = (ac.as_object_mut(), extra.as_object()) {
             o.extend(e.clone());
         }
-        let (status, body) = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/users/{}/application_credentials", env("KS_ALICE_ID")),
-                &alice,
-                Some(json!({"application_credential": ac})),
-            )
-            .await;
+        // SQLite answers "database is locked" (HTTP 500) when tests write at once: retry.
+        let mut answer = (0, Value::Null);
+        for _ in 0..10 {
+            answer = self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/users/{}/application_credentials", env("KS_ALICE_ID")),
+                    &alice,
+                    Some(json!({"application_credential": ac.clone()})),
+                )
+                .await;
+            if answer.0 < 500 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (status, body) = answer;
         assert_eq!(status, 201, "create app cred {name}: {body}");
         (
             body["application_credential"]["id"]
@@ -173,14 +182,22 @@ impl Keystone {
 
     pub async fn delete_alice_app_cred(&self, id: &str) {
         let alice = self.alice().await;
-        let (status, _) = self
-            .call(
-                reqwest::Method::DELETE,
-                &format!("/users/{}/application_credentials/{id}", env("KS_ALICE_ID")),
-                &alice,
-                None,
-            )
-            .await;
+        let mut status = 0;
+        for _ in 0..10 {
+            status = self
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/users/{}/application_credentials/{id}", env("KS_ALICE_ID")),
+                    &alice,
+                    None,
+                )
+                .await
+                .0;
+            if status < 500 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         assert_eq!(status, 204);
     }
 
