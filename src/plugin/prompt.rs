@@ -25,7 +25,7 @@ impl EchoOff {
         let mut quiet = saved.clone();
         quiet.local_flags.remove(LocalFlags::ECHO);
         quiet.local_flags.insert(LocalFlags::ECHONL);
-        if tcsetattr(&stdin, SetArg::TCSAFLUSH, &quiet).is_err() {
+        if tcsetattr(&stdin, SetArg::TCSANOW, &quiet).is_err() {
             return Self { saved: None };
         }
         Self { saved: Some(saved) }
@@ -35,7 +35,7 @@ impl EchoOff {
 impl Drop for EchoOff {
     fn drop(&mut self) {
         if let Some(saved) = &self.saved {
-            let _ = tcsetattr(std::io::stdin(), SetArg::TCSAFLUSH, saved);
+            let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, saved);
         }
     }
 }

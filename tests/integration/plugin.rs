@@ -1198,3 +1198,60 @@ async fn merge_keeps_existing_entries() {
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&run.stdout).unwrap();
     assert_eq!(doc["kind"].as_str(), Some("Config"));
 }
+
+/// Runs the plugin on a pseudo-terminal (util-linux `script`), typing `answer` a second later.
+async fn on_a_terminal(sb: &Sandbox, answer: &str, env: &[(&str, String)]) -> Run {
+    let shell = format!("(sleep 1; printf '%s\\n' \"$ANSWER\") | script -qec '{PLUGIN}' /dev/null");
+    let mut env = env.to_vec();
+    env.push(("ANSWER", answer.to_string()));
+    sb.run_program("bash", &["-c", &shell], &env).await
+}
+
+#[tokio::test]
+async fn on_a_terminal_the_password_is_asked_without_echo_and_only_when_allowed() {
+    let _ks = KEYSTONE.read().await;
+    let sb = Sandbox::new();
+    let password = env("KS_ALICE_PASSWORD");
+    let base = vec![
+        ("OS_AUTH_URL", env("KS_URL")),
+        ("OS_USERNAME", "alice".to_string()),
+        ("OS_USER_DOMAIN_NAME", "k8s".to_string()),
+    ];
+    let run = on_a_terminal(&sb, &password, &base).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("Keystone password:"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains(&password),
+        "the password must not be echoed"
+    );
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("ExecCredential"))
+        .unwrap();
+    let v: Value = serde_json::from_str(line.trim()).unwrap();
+    let token = v["status"]["token"].as_str().unwrap();
+    record_issued(token);
+    assert_eq!(v["apiVersion"], V1BETA1);
+    // The cached token spares the question.
+    let again = on_a_terminal(&sb, "", &base).await;
+    assert_eq!(again.code, Some(0), "{}", again.stdout);
+    assert!(!again.stdout.contains("password:"), "{}", again.stdout);
+    assert!(again.stdout.contains(token));
+    // kubectl saying interactive: false wins over the terminal.
+    let mut env = base.clone();
+    env.push(exec_info(V1));
+    env.push(("OS_USERNAME", "bob".to_string()));
+    let run = on_a_terminal(&sb, "whatever", &env).await;
+    assert_ne!(run.code, Some(0));
+    assert!(
+        !run.stdout.contains("Keystone password:"),
+        "no question when kubectl says non-interactive: {}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("OS_PASSWORD") && run.stdout.contains("non-interactively"),
+        "{}",
+        run.stdout
+    );
+}
