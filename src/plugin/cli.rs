@@ -5,6 +5,13 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use super::settings::{Field, Layer, Origin};
+use crate::secret::Secret;
+
+/// Secrets given as flags are kept as [`Secret`] from the start (a `Debug` of the flags shows
+/// `<redacted>`).
+fn secret(s: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(s))
+}
 
 /// kubectl credential plugin for OpenStack Keystone.
 ///
@@ -73,11 +80,11 @@ pub struct CredentialArgs {
     #[arg(long, global = true, value_name = "ID")]
     pub project_id: Option<String>,
     /// Password (prefer OS_PASSWORD or the prompt: flags are visible to other users) [env: OS_PASSWORD]
-    #[arg(long, global = true, value_name = "PASSWORD")]
-    pub password: Option<String>,
+    #[arg(long, global = true, value_name = "PASSWORD", value_parser = secret)]
+    pub password: Option<Secret>,
     /// An existing Keystone token, e.g. a federated session token [env: OS_TOKEN]
-    #[arg(long, global = true, value_name = "TOKEN")]
-    pub token: Option<String>,
+    #[arg(long, global = true, value_name = "TOKEN", value_parser = secret)]
+    pub token: Option<Secret>,
     /// Application credential id (with the secret, enough on its own) [env: OS_APPLICATION_CREDENTIAL_ID]
     #[arg(long, global = true, value_name = "ID")]
     pub application_credential_id: Option<String>,
@@ -85,8 +92,8 @@ pub struct CredentialArgs {
     #[arg(long, global = true, value_name = "NAME")]
     pub application_credential_name: Option<String>,
     /// Application credential secret [env: OS_APPLICATION_CREDENTIAL_SECRET]
-    #[arg(long, global = true, value_name = "SECRET")]
-    pub application_credential_secret: Option<String>,
+    #[arg(long, global = true, value_name = "SECRET", value_parser = secret)]
+    pub application_credential_secret: Option<Secret>,
     /// Client certificate (PEM) for Keystone [env: OS_CERT]
     #[arg(long, global = true, value_name = "FILE")]
     pub cert: Option<PathBuf>,
@@ -115,6 +122,7 @@ impl CredentialArgs {
     pub fn layer(&self) -> Layer {
         let mut l = Layer::new(Origin::Flags);
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
+        let expose = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_string());
         for (f, v) in [
             (Field::AuthUrl, self.keystone_url.clone()),
             (Field::AuthType, self.auth_type.clone()),
@@ -128,13 +136,13 @@ impl CredentialArgs {
             (Field::UserId, self.user_id.clone()),
             (Field::ProjectName, self.project_name.clone()),
             (Field::ProjectId, self.project_id.clone()),
-            (Field::Password, self.password.clone()),
-            (Field::Token, self.token.clone()),
+            (Field::Password, expose(&self.password)),
+            (Field::Token, expose(&self.token)),
             (Field::AppCredId, self.application_credential_id.clone()),
             (Field::AppCredName, self.application_credential_name.clone()),
             (
                 Field::AppCredSecret,
-                self.application_credential_secret.clone(),
+                expose(&self.application_credential_secret),
             ),
             (Field::Cert, path(&self.cert)),
             (Field::Key, path(&self.key)),
@@ -197,4 +205,43 @@ pub struct KubeconfigArgs {
     /// keeping its other entries and making the new context current
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
     pub merge: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_flags_are_redacted_in_debug_and_reach_the_layer() {
+        let cli = Cli::try_parse_from([
+            "kubectl-keystone-auth",
+            "--password",
+            "hunter2",
+            "--application-credential-secret",
+            "s3cret",
+            "--token",
+            "gAAAAAtok",
+            "kubeconfig",
+            "--server",
+            "https://k8s:6443",
+            "--merge",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        for s in ["hunter2", "s3cret", "gAAAAAtok"] {
+            assert!(!shown.contains(s), "{shown}");
+        }
+        let layer = cli.credential.layer();
+        assert_eq!(layer.get(Field::Password).unwrap().expose(), "hunter2");
+        let Some(Command::Kubeconfig(k)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(k.merge.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }
