@@ -195,6 +195,9 @@ pub struct KubeconfigArgs {
     /// Description of the new application credential
     #[arg(long, value_name = "TEXT", requires = "create_application_credential")]
     pub description: Option<String>,
+    /// Do not check the application credential with Keystone before writing the kubeconfig
+    #[arg(long)]
+    pub no_verify: bool,
     /// Write the kubeconfig to this new file (mode 0600) instead of stdout
     #[arg(long, short = 'o', value_name = "FILE", conflicts_with = "merge")]
     pub output: Option<PathBuf>,

@@ -468,6 +468,19 @@ pub async fn kubeconfig(
                     {
                         env.push((Field::AppCredSecret.var().into(), secret));
                     }
+                    if !args.no_verify {
+                        let (_, body) = fetch(&plan).await.context(
+                            "the application credential does not work (--no-verify skips this check)",
+                        )?;
+                        eprintln!(
+                            "kubectl-keystone-auth: application credential checked: user {} in project {}",
+                            body.user.name,
+                            body.project
+                                .as_ref()
+                                .map(|p| p.name.as_str())
+                                .unwrap_or("?")
+                        );
+                    }
                     "Never"
                 }
                 Method::Password { user, scope, .. } => {

@@ -1255,3 +1255,89 @@ async fn on_a_terminal_the_password_is_asked_without_echo_and_only_when_allowed(
         run.stdout
     );
 }
+
+#[tokio::test]
+async fn kubeconfig_checks_the_credential_and_never_stores_a_password_or_a_token() {
+    let _ks = KEYSTONE.read().await;
+    let ks = Keystone::get();
+    let sb = Sandbox::new();
+    let url = env("KS_URL");
+    let out = sb.path("checked.kubeconfig");
+    let out_s = out.to_str().unwrap();
+    let wrong = vec![
+        ("OS_AUTH_URL", url.clone()),
+        ("OS_APPLICATION_CREDENTIAL_ID", env("KS_AC_KUBECTL_ID")),
+        (
+            "OS_APPLICATION_CREDENTIAL_SECRET",
+            "wrong-secret".to_string(),
+        ),
+    ];
+    let server = ["kubeconfig", "--server", "https://127.0.0.1:6443"];
+    let run = sb
+        .plugin(&[&server[..], &["--output", out_s]].concat(), &wrong)
+        .await;
+    let err = run.failed();
+    assert!(
+        err.contains("does not work") && err.contains("401"),
+        "{err}"
+    );
+    assert!(
+        !out.exists(),
+        "nothing written for a credential Keystone refuses"
+    );
+    let run = sb
+        .plugin(
+            &[&server[..], &["--output", out_s, "--no-verify"]].concat(),
+            &wrong,
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(out.exists());
+
+    // A password credential: the kubeconfig asks on the terminal instead of storing it.
+    let password = env("KS_ALICE_PASSWORD");
+    let run = sb
+        .plugin(
+            &server,
+            &[
+                ("OS_AUTH_URL", url.clone()),
+                ("OS_USERNAME", "alice".into()),
+                ("OS_PASSWORD", password.clone()),
+                ("OS_USER_DOMAIN_NAME", "k8s".into()),
+                ("OS_PROJECT_NAME", "team-a".into()),
+                ("OS_PROJECT_DOMAIN_NAME", "k8s".into()),
+            ],
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        !run.stdout.contains(&password),
+        "a password never goes into a kubeconfig"
+    );
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        doc["users"][0]["user"]["exec"]["interactiveMode"].as_str(),
+        Some("IfAvailable")
+    );
+    assert_eq!(
+        kubeconfig_env(&doc, "OS_USERNAME").as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        kubeconfig_env(&doc, "OS_PROJECT_NAME").as_deref(),
+        Some("team-a")
+    );
+    assert_eq!(kubeconfig_env(&doc, "OS_PASSWORD"), None);
+
+    // A token expires: it needs --create-application-credential.
+    let session = ks.alice().await;
+    let run = sb
+        .plugin(
+            &server,
+            &[("OS_AUTH_URL", url), ("OS_TOKEN", session.clone())],
+        )
+        .await;
+    let err = run.failed();
+    assert!(err.contains("--create-application-credential"), "{err}");
+    assert!(!err.contains(&session));
+}
