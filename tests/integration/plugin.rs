@@ -849,7 +849,21 @@ async fn corrupt_open_or_foreign_cache_files_are_replaced() {
     assert_eq!(mode(&file), 0o600, "and it is replaced by a private one");
     let third = sb.plugin(&[], &env).await;
     assert!(third.stderr.trim().is_empty(), "{}", third.stderr);
-    third.token();
+    let third = third.token();
+
+    // A file of another user (only root can make one).
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+        let run = sb.plugin(&[], &env).await;
+        assert_ne!(run.token(), third, "another user's file is not trusted");
+        assert!(run.stderr.contains("owned by uid 65534"), "{}", run.stderr);
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            0,
+            "replaced by our own"
+        );
+    }
 
     // A directory open to others is tightened.
     std::fs::set_permissions(sb.cache_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
