@@ -487,16 +487,16 @@ async fn cache_hits_and_single_flight_are_visible_in_keystones_log() {
         "cache hits"
     );
     assert_eq!(Keystone::access_log_count(before, "/groups"), 1);
-    assert_eq!(
-        svc.metric("k8s_keystone_auth_token_cache_requests_total{result=\"hit\"}")
-            .await,
-        20
-    );
-    assert_eq!(
-        svc.metric("k8s_keystone_auth_token_cache_requests_total{result=\"coalesced\"}")
-            .await,
-        7
-    );
+    // Of the 7 concurrent reviews that did not validate, those that arrived after the first
+    // finished count as hits, the others as coalesced: the split depends on timing.
+    let hits = svc
+        .metric("k8s_keystone_auth_token_cache_requests_total{result=\"hit\"}")
+        .await;
+    let coalesced = svc
+        .metric("k8s_keystone_auth_token_cache_requests_total{result=\"coalesced\"}")
+        .await;
+    assert_eq!(hits + coalesced, 27, "hits {hits}, coalesced {coalesced}");
+    assert!(hits >= 20, "hits {hits}");
     assert_eq!(
         svc.metric(
             "k8s_keystone_auth_keystone_requests_total{call=\"validate token\",outcome=\"ok\"}"
