@@ -483,7 +483,7 @@ async fn eight_parallel_runs_make_one_keystone_request_and_renewal_happens_near_
     let _ks = KEYSTONE.write().await;
     let sb = Sandbox::new();
     let env = app_cred_env();
-    let before = Keystone::access_log_len();
+    let before = Keystone::access_log_settled().await;
     let runs = futures_util::future::join_all((0..8).map(|_| sb.plugin(&[], &env))).await;
     let tokens: Vec<String> = runs.iter().map(Run::token).collect();
     assert!(
@@ -491,7 +491,7 @@ async fn eight_parallel_runs_make_one_keystone_request_and_renewal_happens_near_
         "all eight runs hand out the same token"
     );
     assert_eq!(
-        Keystone::access_log_count(before, TOKENS),
+        Keystone::access_log_count_settled(before, TOKENS).await,
         1,
         "eight parallel runs must make exactly one POST /v3/auth/tokens"
     );
@@ -503,22 +503,22 @@ async fn eight_parallel_runs_make_one_keystone_request_and_renewal_happens_near_
     assert_eq!(name.len(), 64, "named by a SHA-256");
     assert!(!name.contains(&env[1].1) && !name.contains(&env[2].1));
 
-    let before = Keystone::access_log_len();
+    let before = Keystone::access_log_settled().await;
     assert_eq!(sb.plugin(&[], &env).await.token(), tokens[0]);
     assert_eq!(
-        Keystone::access_log_count(before, TOKENS),
+        Keystone::access_log_count_settled(before, TOKENS).await,
         0,
         "a fresh cached token is reused"
     );
 
     // The token expires within the refresh margin: renewed once, then reused again.
-    let before = Keystone::access_log_len();
+    let before = Keystone::access_log_settled().await;
     let renewed = sb.plugin(&["--refresh-margin", "2h"], &env).await.token();
     assert_ne!(renewed, tokens[0]);
-    assert_eq!(Keystone::access_log_count(before, TOKENS), 1);
-    let before = Keystone::access_log_len();
+    assert_eq!(Keystone::access_log_count_settled(before, TOKENS).await, 1);
+    let before = Keystone::access_log_settled().await;
     assert_eq!(sb.plugin(&[], &env).await.token(), renewed);
-    assert_eq!(Keystone::access_log_count(before, TOKENS), 0);
+    assert_eq!(Keystone::access_log_count_settled(before, TOKENS).await, 0);
 
     // A credential that expires in 3 minutes: Keystone caps its tokens' expiry, so the token is
     // always within the default 5-minute margin and every run renews it.
@@ -533,7 +533,7 @@ async fn eight_parallel_runs_make_one_keystone_request_and_renewal_happens_near_
         ("OS_APPLICATION_CREDENTIAL_ID", id.clone()),
         ("OS_APPLICATION_CREDENTIAL_SECRET", secret),
     ];
-    let before = Keystone::access_log_len();
+    let before = Keystone::access_log_settled().await;
     let first = sb.plugin(&[], &short_env).await.credential();
     let exp = first["status"]["expirationTimestamp"]
         .as_str()
@@ -546,7 +546,7 @@ async fn eight_parallel_runs_make_one_keystone_request_and_renewal_happens_near_
     );
     let _second = sb.plugin(&[], &short_env).await.credential();
     assert_eq!(
-        Keystone::access_log_count(before, TOKENS),
+        Keystone::access_log_count_settled(before, TOKENS).await,
         2,
         "a cached token that nears expiry is renewed"
     );

@@ -209,6 +209,30 @@ impl Keystone {
             .count()
     }
 
+    /// The access log's length once it has stopped growing for 300 ms (at most 5 s): gunicorn
+    /// writes a request's line just after answering it, so a count taken at once can miss it.
+    pub async fn access_log_settled() -> usize {
+        let mut last = Self::access_log_len();
+        let mut stable_since = Instant::now();
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let n = Self::access_log_len();
+            if n != last {
+                last = n;
+                stable_since = Instant::now();
+            } else if stable_since.elapsed() >= Duration::from_millis(300) {
+                break;
+            }
+        }
+        last
+    }
+
+    /// [`Keystone::access_log_count`] once the log has settled.
+    pub async fn access_log_count_settled(since: usize, needle: &str) -> usize {
+        Self::access_log_settled().await;
+        Self::access_log_count(since, needle)
+    }
+
     /// Requests logged since `since` (a line count) whose request line contains `needle`.
     pub fn access_log_count(since: usize, needle: &str) -> usize {
         std::fs::read_to_string(env("KS_ACCESS_LOG"))
