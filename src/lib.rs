@@ -4,7 +4,8 @@
 //!
 //! * `k8s-keystone-auth`, the HTTPS service that answers kube-apiserver's authentication
 //!   webhook (TokenReview) and authorization webhook (SubjectAccessReview): [`webhook`];
-//! * `kubectl-keystone-auth`, the kubectl exec credential plugin (later: `plugin`);
+//! * `kubectl-keystone-auth`, the kubectl exec credential plugin and kubeconfig generator:
+//!   [`plugin`];
 //! * the Juju charm's hook executable (later: `charm`).
 //!
 //! Where things live:
@@ -19,6 +20,7 @@
 //! | [`policy`] | the authorization policy engine (both formats of the Go reference) |
 //! | [`sync_config`] | the Go reference's sync config (parsed and validated only) |
 //! | [`webhook`] | routes, handlers, TLS serving, metrics, reloading |
+//! | [`plugin`] | the kubectl credential plugin: settings, token cache, ExecCredential, kubeconfig |
 //! | [`metrics`] | Prometheus counters and histograms, rendered by hand |
 //! | [`tls`] | the one rustls crypto provider, PEM loading |
 //! | [`secret`] | a string type that never prints its value |
@@ -32,6 +34,7 @@ pub mod identity;
 pub mod k8s;
 pub mod keystone;
 pub mod metrics;
+pub mod plugin;
 pub mod policy;
 pub mod secret;
 pub mod sync_config;

@@ -24,7 +24,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::error::KeystoneError;
-use super::types::{ErrorEnvelope, GroupsPage, Token, TokenEnvelope};
+use super::types::{
+    CreatedApplicationCredential, CreatedEnvelope, ErrorEnvelope, GroupsPage, Token, TokenEnvelope,
+};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::timefmt::parse_rfc3339;
@@ -208,6 +210,38 @@ impl AuthRequest {
             obj.insert("scope".into(), scope);
         }
         json!({ "auth": auth })
+    }
+}
+
+/// What `POST /v3/users/{id}/application_credentials` is asked to create.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewApplicationCredential {
+    /// Name, unique per user.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Expiry (RFC 3339); `None`: never.
+    pub expires_at: Option<String>,
+    /// Role names, a subset of the token's roles; empty: all of them.
+    pub roles: Vec<String>,
+}
+
+impl NewApplicationCredential {
+    /// The JSON body (no secret: Keystone generates it).
+    pub fn to_body(&self) -> Value {
+        let mut ac = serde_json::Map::new();
+        ac.insert("name".into(), json!(self.name));
+        if let Some(d) = &self.description {
+            ac.insert("description".into(), json!(d));
+        }
+        if let Some(e) = &self.expires_at {
+            ac.insert("expires_at".into(), json!(e));
+        }
+        if !self.roles.is_empty() {
+            let roles: Vec<Value> = self.roles.iter().map(|r| json!({ "name": r })).collect();
+            ac.insert("roles".into(), Value::Array(roles));
+        }
+        json!({ "application_credential": ac })
     }
 }
 
@@ -633,6 +667,41 @@ impl KeystoneClient {
         }
     }
 
+    /// `POST /v3/users/{user_id}/application_credentials`, authenticated with `token` (a
+    /// password or session token of that user; Keystone refuses tokens of restricted
+    /// application credentials with 403). The answer holds the secret, shown only this once.
+    pub async fn create_application_credential(
+        &self,
+        token: &Secret,
+        user_id: &str,
+        request: &NewApplicationCredential,
+    ) -> Result<CreatedApplicationCredential, KeystoneError> {
+        const CALL: &str = "create application credential";
+        let url = self.endpoint(&["users", user_id, "application_credentials"]);
+        let (status, _, body) = self
+            .send(
+                CALL,
+                Method::POST,
+                url,
+                &[("X-Auth-Token", token.expose())],
+                Some(&request.to_body()),
+            )
+            .await?;
+        match status.as_u16() {
+            201 | 200 => serde_json::from_slice::<CreatedEnvelope>(&body)
+                .map(|e| e.application_credential)
+                .map_err(|e| KeystoneError::Protocol {
+                    call: CALL,
+                    detail: e.to_string(),
+                }),
+            s => Err(KeystoneError::Status {
+                call: CALL,
+                status: s,
+                message: Self::error_message(&body),
+            }),
+        }
+    }
+
     /// `GET /v3` (no credentials): whether Keystone answers at all.
     pub async fn probe(&self) -> Result<(), KeystoneError> {
         let (status, _, body) = self
@@ -732,6 +801,28 @@ mod tests {
         assert_eq!(
             tok.to_body(),
             json!({"auth":{"identity":{"methods":["token"],"token":{"id":"t"}},"scope":{"project":{"id":"p"}}}})
+        );
+    }
+
+    #[test]
+    fn new_application_credential_body() {
+        let minimal = NewApplicationCredential {
+            name: "kubectl".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            minimal.to_body(),
+            json!({"application_credential":{"name":"kubectl"}})
+        );
+        let full = NewApplicationCredential {
+            name: "k".into(),
+            description: Some("for kubectl".into()),
+            expires_at: Some("2027-01-01T00:00:00Z".into()),
+            roles: vec!["k8s-viewer".into()],
+        };
+        assert_eq!(
+            full.to_body(),
+            json!({"application_credential":{"name":"k","description":"for kubectl","expires_at":"2027-01-01T00:00:00Z","roles":[{"name":"k8s-viewer"}]}})
         );
     }
 

@@ -5,6 +5,8 @@
 //! * [`KeystoneClient::user_groups`]: `GET /v3/users/{id}/groups`, every page.
 //! * [`KeystoneClient::issue_token`]: `POST /v3/auth/tokens` for application credentials,
 //!   passwords and tokens.
+//! * [`KeystoneClient::create_application_credential`]:
+//!   `POST /v3/users/{id}/application_credentials` (the kubeconfig generator mints one).
 //!
 //! Errors are typed ([`KeystoneError`]) because callers branch on them: a token Keystone refuses
 //! is a plain "not authenticated", a Keystone that cannot be reached is an error that must not
@@ -15,6 +17,7 @@ mod error;
 pub mod types;
 
 pub use client::{
-    AuthRequest, ClientSettings, KeystoneClient, Scope, ServiceAuth, UserRef, normalize_url,
+    AuthRequest, ClientSettings, KeystoneClient, NewApplicationCredential, Scope, ServiceAuth,
+    UserRef, normalize_url,
 };
 pub use error::KeystoneError;

@@ -127,6 +127,34 @@ pub struct Links {
     pub next: Option<String>,
 }
 
+/// `{"application_credential": {...}}`, the answer to a creation.
+#[derive(Debug, Deserialize)]
+pub struct CreatedEnvelope {
+    /// The new credential.
+    pub application_credential: CreatedApplicationCredential,
+}
+
+/// A newly created application credential.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreatedApplicationCredential {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+    /// The project its tokens are scoped to.
+    #[serde(default)]
+    pub project_id: Option<String>,
+    /// Expiry, if any.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// The secret (returned only in this answer).
+    pub secret: crate::secret::Secret,
+    /// The roles it carries.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub roles: Vec<NamedRef>,
+}
+
 /// `{"error": {"code", "message", "title"}}`.
 #[derive(Debug, Deserialize)]
 pub struct ErrorEnvelope {

@@ -412,7 +412,7 @@ async fn service_identity_validates_and_groups_fall_back_to_the_token() {
 async fn garbage_and_service_account_tokens_never_reach_keystone() {
     let _ks = KEYSTONE.write().await;
     let svc = Service::start(Options::default()).await;
-    let before = Keystone::access_log_len();
+    let before = Keystone::access_log_settled().await;
     // A ServiceAccount token as kube-apiserver issues them (RS256 JWT).
     let sa = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9.eyJpc3MiOiJrdWJlcm5ldGVzL3NlcnZpY2VhY2NvdW50Iiwia3ViZXJuZXRlcy5pby9zZXJ2aWNlYWNjb3VudC9uYW1lc3BhY2UiOiJkZWZhdWx0Iiwic3ViIjoic3lzdGVtOnNlcnZpY2VhY2NvdW50OmRlZmF1bHQ6ZGVmYXVsdCJ9.c2lnbmF0dXJl";
     for token in [sa, "", "not a token", "ümlaut", &"A".repeat(10_000)] {
@@ -425,7 +425,7 @@ async fn garbage_and_service_account_tokens_never_reach_keystone() {
         }
     }
     assert_eq!(
-        Keystone::access_log_count(before, "/v3/auth/tokens"),
+        Keystone::access_log_count_settled(before, "/v3/auth/tokens").await,
         0,
         "prefiltered tokens must not reach Keystone"
     );
@@ -445,7 +445,7 @@ async fn garbage_and_service_account_tokens_never_reach_keystone() {
         json!({"authenticated": false})
     );
     assert_eq!(
-        Keystone::access_log_count(before, VALIDATE),
+        Keystone::access_log_count_settled(before, VALIDATE).await,
         1,
         "negative answers are cached"
     );
@@ -457,7 +457,7 @@ async fn cache_hits_and_single_flight_are_visible_in_keystones_log() {
     let ks = Keystone::get();
     let svc = std::sync::Arc::new(Service::start(Options::default()).await);
     let token = ks.alice().await;
-    let before = Keystone::access_log_len();
+    let before = Keystone::access_log_settled().await;
     // 8 concurrent reviews of one new token: one validation.
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -470,7 +470,7 @@ async fn cache_hits_and_single_flight_are_visible_in_keystones_log() {
         assert_eq!(t.await.unwrap()["authenticated"], true);
     }
     assert_eq!(
-        Keystone::access_log_count(before, VALIDATE),
+        Keystone::access_log_count_settled(before, VALIDATE).await,
         1,
         "single flight"
     );
@@ -482,21 +482,24 @@ async fn cache_hits_and_single_flight_are_visible_in_keystones_log() {
         );
     }
     assert_eq!(
-        Keystone::access_log_count(before, VALIDATE),
+        Keystone::access_log_count_settled(before, VALIDATE).await,
         1,
         "cache hits"
     );
-    assert_eq!(Keystone::access_log_count(before, "/groups"), 1);
     assert_eq!(
-        svc.metric("k8s_keystone_auth_token_cache_requests_total{result=\"hit\"}")
-            .await,
-        20
+        Keystone::access_log_count_settled(before, "/groups").await,
+        1
     );
-    assert_eq!(
-        svc.metric("k8s_keystone_auth_token_cache_requests_total{result=\"coalesced\"}")
-            .await,
-        7
-    );
+    // Of the 7 concurrent reviews that did not validate, those that arrived after the first
+    // finished count as hits, the others as coalesced: the split depends on timing.
+    let hits = svc
+        .metric("k8s_keystone_auth_token_cache_requests_total{result=\"hit\"}")
+        .await;
+    let coalesced = svc
+        .metric("k8s_keystone_auth_token_cache_requests_total{result=\"coalesced\"}")
+        .await;
+    assert_eq!(hits + coalesced, 27, "hits {hits}, coalesced {coalesced}");
+    assert!(hits >= 20, "hits {hits}");
     assert_eq!(
         svc.metric(
             "k8s_keystone_auth_keystone_requests_total{call=\"validate token\",outcome=\"ok\"}"

@@ -33,6 +33,11 @@ pub fn log_dir() -> PathBuf {
     dir
 }
 
+/// Records a token issued outside these helpers (by the plugin) for the end-of-run log scan.
+pub fn record_issued(t: &str) {
+    record_token(t);
+}
+
 fn record_token(t: &str) {
     ISSUED.lock().unwrap().push(t.to_string());
     let path = log_dir().join("issued-tokens");
@@ -148,14 +153,23 @@ impl Keystone {
         if let (Some(o), Some(e)) = (ac.as_object_mut(), extra.as_object()) {
             o.extend(e.clone());
         }
-        let (status, body) = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/users/{}/application_credentials", env("KS_ALICE_ID")),
-                &alice,
-                Some(json!({"application_credential": ac})),
-            )
-            .await;
+        // SQLite answers "database is locked" (HTTP 500) when tests write at once: retry.
+        let mut answer = (0, Value::Null);
+        for _ in 0..10 {
+            answer = self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/users/{}/application_credentials", env("KS_ALICE_ID")),
+                    &alice,
+                    Some(json!({"application_credential": ac.clone()})),
+                )
+                .await;
+            if answer.0 < 500 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (status, body) = answer;
         assert_eq!(status, 201, "create app cred {name}: {body}");
         (
             body["application_credential"]["id"]
@@ -168,14 +182,22 @@ impl Keystone {
 
     pub async fn delete_alice_app_cred(&self, id: &str) {
         let alice = self.alice().await;
-        let (status, _) = self
-            .call(
-                reqwest::Method::DELETE,
-                &format!("/users/{}/application_credentials/{id}", env("KS_ALICE_ID")),
-                &alice,
-                None,
-            )
-            .await;
+        let mut status = 0;
+        for _ in 0..10 {
+            status = self
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/users/{}/application_credentials/{id}", env("KS_ALICE_ID")),
+                    &alice,
+                    None,
+                )
+                .await
+                .0;
+            if status < 500 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         assert_eq!(status, 204);
     }
 
@@ -185,6 +207,30 @@ impl Keystone {
             .unwrap()
             .lines()
             .count()
+    }
+
+    /// The access log's length once it has stopped growing for 300 ms (at most 5 s): gunicorn
+    /// writes a request's line just after answering it, so a count taken at once can miss it.
+    pub async fn access_log_settled() -> usize {
+        let mut last = Self::access_log_len();
+        let mut stable_since = Instant::now();
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let n = Self::access_log_len();
+            if n != last {
+                last = n;
+                stable_since = Instant::now();
+            } else if stable_since.elapsed() >= Duration::from_millis(300) {
+                break;
+            }
+        }
+        last
+    }
+
+    /// [`Keystone::access_log_count`] once the log has settled.
+    pub async fn access_log_count_settled(since: usize, needle: &str) -> usize {
+        Self::access_log_settled().await;
+        Self::access_log_count(since, needle)
     }
 
     /// Requests logged since `since` (a line count) whose request line contains `needle`.

@@ -1,0 +1,616 @@
+//! `kubectl-keystone-auth`: the kubectl exec credential plugin and the kubeconfig generator.
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`cli`] | flags (clap) |
+//! | [`settings`] | flags > `OS_*` > clouds.yaml → a typed [`settings::Plan`] (pure) |
+//! | [`clouds`] | finding and reading `clouds.yaml` / `secure.yaml` |
+//! | [`exec`] | `KUBERNETES_EXEC_INFO` in, `ExecCredential` out (pure) |
+//! | [`cache`] | the on-disk token cache and its `flock` |
+//! | [`kubeconfig`] | kubeconfig generation and merging (pure) |
+//! | [`prompt`] | asking on the terminal |
+//!
+//! This file holds the flows that tie them to Keystone and the file system:
+//! [`exec_credential`], [`kubeconfig`] and [`clear_cache`].
+
+pub mod cache;
+pub mod cli;
+pub mod clouds;
+pub mod exec;
+pub mod kubeconfig;
+pub mod prompt;
+pub mod settings;
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use tracing::{debug, info, warn};
+
+use crate::keystone::types::Token;
+use crate::keystone::{
+    ClientSettings, KeystoneClient, KeystoneError, NewApplicationCredential, Scope, UserRef,
+};
+use crate::secret::Secret;
+use crate::timefmt::parse_rfc3339;
+use cli::{CredentialArgs, KubeconfigArgs};
+use settings::{Field, Layer, Method, Origin, Plan, SettingsError};
+
+/// How long a run waits for another run holding the cache lock.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most questions asked on the terminal in one run.
+const MAX_PROMPTS: usize = 6;
+
+/// What the process sees: its environment, working directory and terminal.
+pub struct Process<'a> {
+    /// Environment lookup.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Working directory (for `./clouds.yaml`).
+    pub cwd: Option<PathBuf>,
+    /// Whether stdin is a terminal.
+    pub stdin_is_terminal: bool,
+}
+
+/// Flags, environment and the cloud of clouds.yaml, highest first.
+pub fn layers(args: &CredentialArgs, ctx: &Process<'_>) -> Result<Vec<Layer>> {
+    let mut out = vec![args.layer(), Layer::from_env(ctx.env)];
+    let cloud = args
+        .os_cloud
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| (ctx.env)("OS_CLOUD").filter(|s| !s.is_empty()));
+    if let Some(name) = cloud {
+        out.push(clouds::load(&name, ctx.env, ctx.cwd.clone())?);
+    }
+    Ok(out)
+}
+
+const NOT_INTERACTIVE: &str = "(not asking on the terminal: kubectl runs this plugin non-interactively; set interactiveMode: IfAvailable in the kubeconfig to allow it)";
+
+/// Resolves the settings, asking on the terminal for what is missing when allowed.
+pub fn resolve(layers: &mut Vec<Layer>, interactive: bool) -> Result<Plan> {
+    for _ in 0..MAX_PROMPTS {
+        match settings::resolve(layers) {
+            Ok(plan) => return Ok(plan),
+            Err(SettingsError::Missing { field, .. }) if interactive => {
+                let value = if field.is_secret() {
+                    prompt::ask_secret(&format!("Keystone {}", field.describe()))?
+                } else {
+                    Secret::new(prompt::ask(&format!("Keystone {}", field.describe()))?)
+                };
+                if value.is_empty() {
+                    bail!("no {} given", field.describe());
+                }
+                prompt_layer(layers).set(field, value.expose());
+            }
+            Err(e @ SettingsError::Missing { .. }) => {
+                return Err(anyhow::anyhow!("{e} {NOT_INTERACTIVE}"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("too many missing settings")
+}
+
+fn prompt_layer(layers: &mut Vec<Layer>) -> &mut Layer {
+    if layers.last().is_none_or(|l| l.origin != Origin::Prompt) {
+        layers.push(Layer::new(Origin::Prompt));
+    }
+    let last = layers.len() - 1;
+    &mut layers[last]
+}
+
+/// Fills the plan's missing secret (password, application credential secret).
+fn complete_secret(plan: &mut Plan, interactive: bool) -> Result<()> {
+    if let Some(field) = plan.missing_secret() {
+        if !interactive {
+            let e = SettingsError::Missing {
+                field,
+                alternative: None,
+            };
+            bail!("{e} {NOT_INTERACTIVE}");
+        }
+        let v = prompt::ask_secret(&format!("Keystone {}", field.describe()))?;
+        if v.is_empty() {
+            bail!("no {} given", field.describe());
+        }
+        plan.set_secret(v);
+    }
+    Ok(())
+}
+
+fn client(plan: &Plan) -> Result<KeystoneClient> {
+    KeystoneClient::new(
+        &ClientSettings {
+            url: plan.url.clone(),
+            ca_file: plan.tls.cacert.clone(),
+            client_identity: plan.tls.client.clone(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            user_agent: format!("kubectl-keystone-auth/{}", crate::VERSION),
+            service_auth: None,
+        },
+        None,
+    )
+}
+
+fn refused(plan: &Plan, e: KeystoneError) -> anyhow::Error {
+    match e {
+        KeystoneError::Unauthorized { status, message } => anyhow::anyhow!(
+            "Keystone at {} refused the {} (HTTP {status}: {message}); check it, and whether the application credential was deleted or has expired",
+            plan.url,
+            match plan.auth_type() {
+                settings::AuthType::ApplicationCredential => "application credential",
+                settings::AuthType::Password => "user name and password",
+                settings::AuthType::Token => "token",
+            }
+        ),
+        KeystoneError::InvalidToken { status } => anyhow::anyhow!(
+            "Keystone at {} does not accept the token (HTTP {status}): it has expired or was revoked",
+            plan.url
+        ),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Gets a token from Keystone for the plan: `POST /v3/auth/tokens`, or, for an unscoped token
+/// flow, the token itself after validating it (which tells its expiry).
+async fn fetch(plan: &Plan) -> Result<(Secret, Token)> {
+    let ks = client(plan)?;
+    match &plan.method {
+        Method::Token {
+            token,
+            scope: Scope::Unscoped,
+        } => {
+            let body = ks
+                .validate_token(token)
+                .await
+                .map_err(|e| refused(plan, e))?;
+            Ok((token.clone(), body))
+        }
+        _ => {
+            let req = plan.auth_request()?;
+            ks.issue_token(&req).await.map_err(|e| refused(plan, e))
+        }
+    }
+}
+
+fn expiry(body: &Token) -> Result<SystemTime> {
+    parse_rfc3339(&body.expires_at).context("Keystone's token has an unreadable expires_at")
+}
+
+/// The exec plugin: returns the ExecCredential JSON to print.
+pub async fn exec_credential(args: &CredentialArgs, ctx: &Process<'_>) -> Result<String> {
+    let info = exec::parse_exec_info((ctx.env)("KUBERNETES_EXEC_INFO").as_deref())?;
+    let interactive = exec::may_prompt(&info, ctx.stdin_is_terminal);
+    let margin = crate::config::parse_duration(&args.refresh_margin)
+        .map_err(|e| anyhow::anyhow!("--refresh-margin: {e}"))?;
+    let mut layers = layers(args, ctx)?;
+    let mut plan = resolve(&mut layers, interactive)?;
+    let identity = plan.identity();
+    let url = plan.url.to_string();
+    debug!(keystone = %url, %identity, interactive, "settings resolved");
+
+    let cache = if args.no_cache {
+        None
+    } else {
+        match cache::default_dir(ctx.env) {
+            None => {
+                warn!("neither XDG_CACHE_HOME nor HOME is set: tokens are not cached");
+                None
+            }
+            Some(dir) => match cache::TokenCache::open(&dir) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    warn!("tokens are not cached: {e:#}");
+                    None
+                }
+            },
+        }
+    };
+    let key = cache::key(&url, &identity);
+    let _lock = match &cache {
+        Some(c) => Some(c.lock(&key, LOCK_TIMEOUT).await?),
+        None => None,
+    };
+    if let Some(c) = &cache
+        && let Some(hit) = c.read(&key, &url, &identity)
+    {
+        if cache::is_fresh(hit.expires_at, SystemTime::now(), margin) {
+            debug!("using the cached token");
+            return Ok(exec::exec_credential(
+                info.api_version,
+                &hit.token,
+                hit.expires_at,
+            ));
+        }
+        debug!("the cached token expires within {margin:?}: renewing it");
+    }
+    complete_secret(&mut plan, interactive)?;
+    let (token, body) = fetch(&plan).await?;
+    let expires = expiry(&body)?;
+    info!(user = %body.user.name, "got a Keystone token");
+    if let Some(c) = &cache
+        && let Err(e) = c.write(&key, &url, &identity, &token, expires)
+    {
+        warn!("could not cache the token: {e:#}");
+    }
+    Ok(exec::exec_credential(info.api_version, &token, expires))
+}
+
+/// `clear-cache`: returns the directory and how many files were removed.
+pub fn clear_cache(ctx: &Process<'_>) -> Result<(PathBuf, usize)> {
+    let dir = cache::default_dir(ctx.env)
+        .context("neither XDG_CACHE_HOME nor HOME is set: there is no cache directory")?;
+    if !dir.exists() {
+        return Ok((dir, 0));
+    }
+    let c = cache::TokenCache::open(&dir)?;
+    let n = c.clear()?;
+    Ok((dir, n))
+}
+
+/// Where the kubeconfig went.
+pub enum Written {
+    /// To be printed on stdout.
+    Stdout(String),
+    /// Written to this file.
+    File(PathBuf),
+}
+
+fn abs(p: &Path) -> String {
+    std::fs::canonicalize(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn tls_env(plan: &Plan, env: &mut Vec<(String, Secret)>) {
+    if let Some(ca) = &plan.tls.cacert {
+        env.push((Field::CaCert.var().into(), Secret::new(abs(ca))));
+    }
+    if let Some((c, k)) = &plan.tls.client {
+        env.push((Field::Cert.var().into(), Secret::new(abs(c))));
+        env.push((Field::Key.var().into(), Secret::new(abs(k))));
+    }
+}
+
+fn user_env(user: &UserRef, env: &mut Vec<(String, Secret)>) {
+    match user {
+        UserRef::Id(id) => env.push((Field::UserId.var().into(), Secret::new(id))),
+        UserRef::Name {
+            name,
+            domain_id,
+            domain_name,
+        } => {
+            env.push((Field::UserName.var().into(), Secret::new(name)));
+            if let Some(d) = domain_id {
+                env.push((Field::UserDomainId.var().into(), Secret::new(d)));
+            }
+            if let Some(d) = domain_name {
+                env.push((Field::UserDomainName.var().into(), Secret::new(d)));
+            }
+        }
+    }
+}
+
+fn scope_env(scope: &Scope, env: &mut Vec<(String, Secret)>) {
+    match scope {
+        Scope::ProjectId(id) => env.push((Field::ProjectId.var().into(), Secret::new(id))),
+        Scope::ProjectName {
+            name,
+            domain_id,
+            domain_name,
+        } => {
+            env.push((Field::ProjectName.var().into(), Secret::new(name)));
+            if let Some(d) = domain_id {
+                env.push((Field::ProjectDomainId.var().into(), Secret::new(d)));
+            }
+            if let Some(d) = domain_name {
+                env.push((Field::ProjectDomainName.var().into(), Secret::new(d)));
+            }
+        }
+        Scope::Unscoped => {}
+    }
+}
+
+/// Mints an application credential with the plan's password or token; returns the kubeconfig
+/// environment for it.
+async fn mint(
+    plan: &mut Plan,
+    interactive: bool,
+    request: NewApplicationCredential,
+) -> Result<Vec<(String, Secret)>> {
+    complete_secret(plan, interactive)?;
+    let (token, body) = fetch(plan).await?;
+    let ks = client(plan)?;
+    let created = match ks
+        .create_application_credential(&token, &body.user.id, &request)
+        .await
+    {
+        Ok(c) => c,
+        Err(KeystoneError::Status {
+            status: 403,
+            message,
+            ..
+        }) if body.application_credential.is_some() => {
+            let ac = body
+                .application_credential
+                .as_ref()
+                .map(|a| a.name.clone())
+                .unwrap_or_default();
+            bail!(
+                "Keystone refused to create application credential {:?} (HTTP 403: {message}): the token comes from application credential {ac:?}, and Keystone does not let tokens of a restricted application credential create others. Authenticate with your password (OS_PASSWORD) or a session token (OS_TOKEN, e.g. from `openstack token issue` after an SSO login) instead",
+                request.name
+            );
+        }
+        Err(KeystoneError::Status {
+            status: 409,
+            message,
+            ..
+        }) => bail!(
+            "Keystone refused to create application credential {:?} (HTTP 409: {message}): you already have one with that name; choose another name or delete the old one",
+            request.name
+        ),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot create application credential {:?}",
+                request.name
+            )));
+        }
+    };
+    eprintln!(
+        "kubectl-keystone-auth: created application credential {:?} (id {}) for user {} in project {}{}",
+        created.name,
+        created.id,
+        body.user.name,
+        body.project
+            .as_ref()
+            .map(|p| p.name.as_str())
+            .unwrap_or("?"),
+        created
+            .expires_at
+            .as_deref()
+            .map(|e| format!(", expiring {e}"))
+            .unwrap_or_default()
+    );
+    let mut env = vec![
+        (Field::AuthUrl.var().into(), Secret::new(plan.url.as_str())),
+        (
+            Field::AuthType.var().into(),
+            Secret::new(settings::AuthType::ApplicationCredential.as_str()),
+        ),
+        (Field::AppCredId.var().into(), Secret::new(created.id)),
+        (Field::AppCredSecret.var().into(), created.secret),
+    ];
+    tls_env(plan, &mut env);
+    Ok(env)
+}
+
+/// The `kubeconfig` subcommand.
+pub async fn kubeconfig(
+    cred: &CredentialArgs,
+    args: &KubeconfigArgs,
+    ctx: &Process<'_>,
+) -> Result<Written> {
+    let server = url::Url::parse(&args.server).context("--server is not a URL")?;
+    if server.scheme() != "https" {
+        bail!("--server must be an https:// URL: kubectl sends no credentials over plain http");
+    }
+    let ca_pem = match &args.certificate_authority {
+        Some(p) => {
+            let pem = std::fs::read(p)
+                .with_context(|| format!("cannot read --certificate-authority {}", p.display()))?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                bail!(
+                    "--certificate-authority {} holds no PEM certificate",
+                    p.display()
+                );
+            }
+            Some(pem)
+        }
+        None => None,
+    };
+    let interactive = ctx.stdin_is_terminal;
+    let mut layers = layers(cred, ctx)?;
+    let mut plan = resolve(&mut layers, interactive)?;
+    let (env, interactive_mode) = match &args.create_application_credential {
+        Some(name) => {
+            if let Some(e) = &args.expires_at {
+                parse_rfc3339(e).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--expires-at {e:?} is not an RFC 3339 time like 2027-06-30T00:00:00Z"
+                    )
+                })?;
+            }
+            let request = NewApplicationCredential {
+                name: name.clone(),
+                description: args
+                    .description
+                    .clone()
+                    .or_else(|| Some(format!("kubectl access to {}", args.server))),
+                expires_at: args.expires_at.clone(),
+                roles: args.roles.clone(),
+            };
+            (mint(&mut plan, interactive, request).await?, "Never")
+        }
+        None => {
+            let mut env = vec![
+                (
+                    Field::AuthUrl.var().to_string(),
+                    Secret::new(plan.url.as_str()),
+                ),
+                (
+                    Field::AuthType.var().to_string(),
+                    Secret::new(plan.auth_type().as_str()),
+                ),
+            ];
+            if plan.auth_type() == settings::AuthType::ApplicationCredential {
+                complete_secret(&mut plan, interactive)?;
+            }
+            let mode = match &plan.method {
+                Method::ApplicationCredential { id, name, user, .. } => {
+                    if let Some(id) = id {
+                        env.push((Field::AppCredId.var().into(), Secret::new(id)));
+                    } else {
+                        if let Some(n) = name {
+                            env.push((Field::AppCredName.var().into(), Secret::new(n)));
+                        }
+                        if let Some(u) = user {
+                            user_env(u, &mut env);
+                        }
+                    }
+                    if let Ok(crate::keystone::AuthRequest::ApplicationCredential {
+                        secret, ..
+                    }) = plan.auth_request()
+                    {
+                        env.push((Field::AppCredSecret.var().into(), secret));
+                    }
+                    if !args.no_verify {
+                        let (_, body) = fetch(&plan).await.context(
+                            "the application credential does not work (--no-verify skips this check)",
+                        )?;
+                        eprintln!(
+                            "kubectl-keystone-auth: application credential checked: user {} in project {}",
+                            body.user.name,
+                            body.project
+                                .as_ref()
+                                .map(|p| p.name.as_str())
+                                .unwrap_or("?")
+                        );
+                    }
+                    "Never"
+                }
+                Method::Password { user, scope, .. } => {
+                    eprintln!(
+                        "kubectl-keystone-auth: the kubeconfig holds no password: kubectl will ask for it when a token is needed (or set OS_PASSWORD). Consider --create-application-credential NAME instead."
+                    );
+                    user_env(user, &mut env);
+                    scope_env(scope, &mut env);
+                    "IfAvailable"
+                }
+                Method::Token { .. } => bail!(
+                    "a Keystone token expires, so it cannot go into a kubeconfig: add --create-application-credential NAME to mint an application credential with it"
+                ),
+            };
+            tls_env(&plan, &mut env);
+            (env, mode)
+        }
+    };
+    let context = args
+        .context_name
+        .clone()
+        .unwrap_or_else(|| format!("{}@{}", args.kube_user, args.cluster_name));
+    let spec = kubeconfig::Spec {
+        server: args.server.clone(),
+        ca_pem,
+        cluster: args.cluster_name.clone(),
+        context,
+        user: args.kube_user.clone(),
+        namespace: args.namespace.clone(),
+        command: args.command.clone(),
+        args: vec![],
+        env,
+        interactive_mode,
+    };
+    let generated = kubeconfig::generate(&spec);
+    if let Some(path) = &args.output {
+        write_private(path, &kubeconfig::render(&generated)?, args.force)?;
+        return Ok(Written::File(path.clone()));
+    }
+    if let Some(path) = &args.merge {
+        let path = if path.is_empty() {
+            default_kubeconfig(ctx)?
+        } else {
+            PathBuf::from(path)
+        };
+        merge_into(&path, &generated)?;
+        return Ok(Written::File(path));
+    }
+    Ok(Written::Stdout(kubeconfig::render(&generated)?))
+}
+
+/// The kubeconfig kubectl uses: the first file of `$KUBECONFIG`, else `~/.kube/config`.
+fn default_kubeconfig(ctx: &Process<'_>) -> Result<PathBuf> {
+    if let Some(first) = (ctx.env)("KUBECONFIG")
+        .as_deref()
+        .and_then(|k| k.split(':').find(|s| !s.is_empty()).map(PathBuf::from))
+    {
+        return Ok(first);
+    }
+    let home = (ctx.env)("HOME")
+        .filter(|h| !h.is_empty())
+        .context("HOME is not set: give the kubeconfig to merge into as --merge FILE")?;
+    Ok(Path::new(&home).join(".kube").join("config"))
+}
+
+/// Writes a new file with mode 0600 (refusing to overwrite unless `force`).
+fn write_private(path: &Path, text: &str, force: bool) -> Result<()> {
+    if path.exists() && !force {
+        bail!(
+            "{} exists: add --force to overwrite it, or use --merge",
+            path.display()
+        );
+    }
+    replace_file(path, text, 0o600)
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory and a rename.
+fn replace_file(path: &Path, text: &str, mode: u32) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "kubeconfig".into());
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // create_new's mode is filtered by the umask; set it exactly.
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Merges into an existing kubeconfig (created 0600 if missing; an existing file keeps its
+/// mode, tightened to drop access by others since it now holds a credential).
+fn merge_into(path: &Path, generated: &serde_yaml_ng::Value) -> Result<()> {
+    let (existing, mode) = match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let mode = std::fs::metadata(path)
+                .map(|m| m.mode() & 0o700)
+                .unwrap_or(0o600);
+            (
+                kubeconfig::parse(&text)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                mode.max(0o600),
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (serde_yaml_ng::Value::Null, 0o600),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let merged = kubeconfig::merge(existing, generated)
+        .with_context(|| format!("cannot merge into {}", path.display()))?;
+    replace_file(path, &kubeconfig::render(&merged)?, mode)
+}

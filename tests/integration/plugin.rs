@@ -1,0 +1,1357 @@
+//! `kubectl-keystone-auth` against the real Keystone, the real `k8s-keystone-auth` and the real
+//! `kubectl`: every credential source, the exec info versions, the disk cache and its lock
+//! (counted in Keystone's access log), the kubeconfig generator with minting and merging.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-keystone-auth");
+const TOKENS: &str = "\"POST /v3/auth/tokens";
+const V1: &str = "client.authentication.k8s.io/v1";
+const V1BETA1: &str = "client.authentication.k8s.io/v1beta1";
+
+/// What a run printed.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The ExecCredential printed (asserting the run succeeded and printed only that).
+    fn credential(&self) -> Value {
+        assert_eq!(self.code, Some(0), "plugin failed: {}", self.stderr);
+        let v: Value = serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}): {:.200}",
+                self.stdout
+            )
+        });
+        assert_eq!(v["kind"], "ExecCredential");
+        let token = v["status"]["token"].as_str().unwrap();
+        assert!(token.starts_with("gAAAAA"), "not a Fernet token");
+        record_issued(token);
+        v
+    }
+
+    fn token(&self) -> String {
+        self.credential()["status"]["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn failed(&self) -> &str {
+        assert_ne!(
+            self.code,
+            Some(0),
+            "expected a failure; stderr: {}",
+            self.stderr
+        );
+        assert!(
+            self.stdout.trim().is_empty(),
+            "nothing may be printed on stdout on failure: {:.200}",
+            self.stdout
+        );
+        &self.stderr
+    }
+}
+
+/// A sandbox for plugin runs: its own HOME, cache and config directories, an environment with
+/// nothing but what the test gives (no OS_* of the machine leaks in).
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.path("cache/kubectl-keystone-auth")
+    }
+
+    fn command(
+        &self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    async fn run_program(&self, program: &str, args: &[&str], env: &[(&str, String)]) -> Run {
+        let out = tokio::time::timeout(
+            Duration::from_secs(120),
+            self.command(program, args, env).output(),
+        )
+        .await
+        .expect("run timed out")
+        .unwrap();
+        let run = Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        // Every stderr goes to the run's logs, which tests/run scans for tokens.
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_dir().join("plugin-stderr.log"))
+            .unwrap();
+        writeln!(log, "== {program} {args:?}\n{}", run.stderr).unwrap();
+        run
+    }
+
+    async fn plugin(&self, args: &[&str], env: &[(&str, String)]) -> Run {
+        self.run_program(PLUGIN, args, env).await
+    }
+}
+
+fn app_cred_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("OS_AUTH_URL", env("KS_URL")),
+        ("OS_APPLICATION_CREDENTIAL_ID", env("KS_AC_KUBECTL_ID")),
+        (
+            "OS_APPLICATION_CREDENTIAL_SECRET",
+            env("KS_AC_KUBECTL_SECRET"),
+        ),
+    ]
+}
+
+fn exec_info(version: &str) -> (&'static str, String) {
+    (
+        "KUBERNETES_EXEC_INFO",
+        json!({"kind": "ExecCredential", "apiVersion": version, "spec": {"interactive": false}})
+            .to_string(),
+    )
+}
+
+fn unique(prefix: &str) -> String {
+    let n = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn cache_files(sandbox: &Sandbox) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(sandbox.cache_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The real kubectl: the version-specific binary next to the gcloud dispatcher when there is
+/// one (the dispatcher makes extra requests and prints plugin errors twice), else `kubectl`.
+fn kubectl() -> PathBuf {
+    let found = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join("kubectl"))
+        .find(|p| p.is_file())
+        .expect("kubectl is not on PATH: these tests run the real kubectl");
+    let real = std::fs::canonicalize(&found).unwrap();
+    let dir = real.parent().unwrap();
+    let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            let minor = p
+                .file_name()?
+                .to_str()?
+                .strip_prefix("kubectl.1.")?
+                .parse::<u32>()
+                .ok()?;
+            Some((minor, p))
+        })
+        .filter(|(minor, _)| *minor >= 22)
+        .collect();
+    versioned.sort();
+    versioned.pop().map(|(_, p)| p).unwrap_or(real)
+}
+
+/// An HTTPS stand-in for kube-apiserver configured with
+/// `--authentication-token-webhook-config-file` pointing at `k8s-keystone-auth`: for every
+/// request it takes the bearer token, POSTs a `authentication.k8s.io/v1` TokenReview to the real
+/// running service (as the apiserver's webhook authenticator does), and answers `/api` and
+/// `/version` for authenticated users, `401 Unauthorized` (a Kubernetes `Status`) otherwise.
+/// kube-apiserver cannot run on this machine (see test-infra.md); kubectl only sends credentials
+/// over TLS, so this serves HTTPS with a certificate from its own rcgen CA.
+struct FakeApiserver {
+    url: String,
+    ca_file: PathBuf,
+    authenticated: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for FakeApiserver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeApiserver {
+    async fn start(svc: &Service) -> Self {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use rustls_pki_types::pem::PemObject;
+        use warp::Filter;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new("apiserver");
+        let (cert, key) = pki.leaf("kube-apiserver", true);
+        let ca_file = dir.path().join("apiserver-ca.crt");
+        std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+        let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        kubernetes_keystone::tls::install_crypto_provider();
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+
+        let webhook = svc.url("/webhook");
+        let http = svc.http.clone();
+        let authenticated = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (ok_count, no_count) = (authenticated.clone(), refused.clone());
+        let routes = warp::path::full()
+            .and(warp::header::optional::<String>("authorization"))
+            .then(move |path: warp::path::FullPath, auth: Option<String>| {
+                let (webhook, http) = (webhook.clone(), http.clone());
+                let (ok_count, no_count) = (ok_count.clone(), no_count.clone());
+                async move {
+                    let token = auth
+                        .as_deref()
+                        .and_then(|a| a.strip_prefix("Bearer "))
+                        .unwrap_or("")
+                        .to_string();
+                    let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                        "spec": {"token": token, "audiences": ["https://kubernetes.default.svc"]}});
+                    let authenticated = match http.post(&webhook).json(&review).send().await {
+                        Ok(r) if r.status() == 200 => r
+                            .json::<Value>()
+                            .await
+                            .map(|v| v["status"]["authenticated"] == true)
+                            .unwrap_or(false),
+                        _ => false,
+                    };
+                    let body = match (authenticated, path.as_str()) {
+                        (true, "/api") => json!({"kind": "APIVersions", "versions": ["v1"],
+                            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}),
+                        (true, "/version") => json!({"major": "1", "minor": "32", "gitVersion": "v1.32.0-stand-in",
+                            "platform": "linux/amd64"}),
+                        (true, _) => {
+                            return warp::reply::with_status(
+                                warp::reply::json(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                    "reason": "NotFound", "code": 404})),
+                                warp::http::StatusCode::NOT_FOUND,
+                            );
+                        }
+                        (false, _) => {
+                            no_count.fetch_add(1, Ordering::SeqCst);
+                            return warp::reply::with_status(
+                                warp::reply::json(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                    "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401})),
+                                warp::http::StatusCode::UNAUTHORIZED,
+                            );
+                        }
+                    };
+                    ok_count.fetch_add(1, Ordering::SeqCst);
+                    warp::reply::with_status(warp::reply::json(&body), warp::http::StatusCode::OK)
+                }
+            });
+        let task = tokio::spawn(async move {
+            for _ in 0..10_000 {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let service =
+                    hyper_util::service::TowerToHyperService::new(warp::service(routes.clone()));
+                tokio::spawn(async move {
+                    if let Ok(Ok(tls)) =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    {
+                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(tls), service)
+                            .await;
+                    }
+                });
+            }
+        });
+        Self {
+            url: format!("https://127.0.0.1:{port}"),
+            ca_file,
+            authenticated,
+            refused,
+            task,
+            _dir: dir,
+        }
+    }
+}
+
+/// A service that does not cache answers, so that a deleted credential is seen at once.
+async fn uncached_service() -> Service {
+    Service::start(Options {
+        toml: "[cache]\nttl = \"0s\"\nnegative_ttl = \"0s\"\n".into(),
+        log_level: "info",
+        ..Options::default()
+    })
+    .await
+}
+
+async fn assert_is_alice(svc: &Service, token: &str, project: bool) {
+    let status = svc.token_review("v1", token).await;
+    assert_eq!(status["authenticated"], true, "{status}");
+    assert_eq!(status["user"]["username"], "alice");
+    assert_eq!(status["user"]["uid"], env("KS_ALICE_ID"));
+    if project {
+        assert_eq!(
+            status["user"]["extra"]["alpha.kubernetes.io/identity/project/name"][0],
+            "team-a"
+        );
+    }
+}
+
+fn read_yaml(p: &Path) -> serde_yaml_ng::Value {
+    serde_yaml_ng::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn kubeconfig_env(kc: &serde_yaml_ng::Value, name: &str) -> Option<String> {
+    kc["users"][0]["user"]["exec"]["env"]
+        .as_sequence()?
+        .iter()
+        .find(|e| e["name"].as_str() == Some(name))
+        .and_then(|e| e["value"].as_str().map(str::to_string))
+}
+
+#[tokio::test]
+async fn kubectl_with_a_generated_kubeconfig_works_until_the_credential_is_deleted() {
+    let _ks = KEYSTONE.read().await;
+    let ks = Keystone::get();
+    let svc = uncached_service().await;
+    let api = FakeApiserver::start(&svc).await;
+    let (id, secret) = ks
+        .create_alice_app_cred(&unique("plugin-kubectl"), json!({}))
+        .await;
+    let sb = Sandbox::new();
+    let kc = sb.path("kubeconfig");
+    let kc_s = kc.to_str().unwrap();
+    let ca = api.ca_file.to_str().unwrap().to_string();
+    let run = sb
+        .plugin(
+            &[
+                "kubeconfig",
+                "--server",
+                &api.url,
+                "--certificate-authority",
+                &ca,
+                "--command",
+                PLUGIN,
+                "--cluster-name",
+                "garr",
+                "--namespace",
+                "team-a",
+                "--output",
+                kc_s,
+            ],
+            &[
+                ("OS_AUTH_URL", env("KS_URL")),
+                ("OS_APPLICATION_CREDENTIAL_ID", id.clone()),
+                ("OS_APPLICATION_CREDENTIAL_SECRET", secret.clone()),
+            ],
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "the kubeconfig went to the file");
+    assert_eq!(mode(&kc), 0o600, "the kubeconfig holds a secret");
+    let doc = read_yaml(&kc);
+    let exec = &doc["users"][0]["user"]["exec"];
+    assert_eq!(exec["apiVersion"].as_str(), Some(V1));
+    assert_eq!(exec["interactiveMode"].as_str(), Some("Never"));
+    assert!(
+        exec["installHint"]
+            .as_str()
+            .unwrap()
+            .contains("kubectl-keystone-auth")
+    );
+    assert_eq!(
+        kubeconfig_env(&doc, "OS_APPLICATION_CREDENTIAL_ID"),
+        Some(id.clone())
+    );
+    assert_eq!(
+        kubeconfig_env(&doc, "OS_AUTH_TYPE").as_deref(),
+        Some("v3applicationcredential")
+    );
+    assert_eq!(doc["current-context"].as_str(), Some("keystone@garr"));
+
+    let kubectl = kubectl();
+    let kubectl = kubectl.to_str().unwrap();
+    let get_api = ["--kubeconfig", kc_s, "get", "--raw", "/api"];
+    let ok = sb.run_program(kubectl, &get_api, &[]).await;
+    assert_eq!(ok.code, Some(0), "kubectl failed: {}", ok.stderr);
+    let answer: Value = serde_json::from_str(&ok.stdout).unwrap();
+    assert_eq!(answer["kind"], "APIVersions");
+    assert!(api.authenticated.load(Ordering::SeqCst) >= 1);
+    assert_eq!(cache_files(&sb).len(), 1, "the plugin cached its token");
+    // A second kubectl run reuses the cached token.
+    let again = sb.run_program(kubectl, &get_api, &[]).await;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+
+    ks.delete_alice_app_cred(&id).await;
+    // The cached token died with the credential: the apiserver refuses it.
+    let refused_before = api.refused.load(Ordering::SeqCst);
+    let denied = sb.run_program(kubectl, &get_api, &[]).await;
+    assert_ne!(
+        denied.code,
+        Some(0),
+        "kubectl must fail after the credential is deleted"
+    );
+    assert!(
+        denied.stderr.contains("Unauthorized") || denied.stderr.contains("logged in"),
+        "{}",
+        denied.stderr
+    );
+    assert!(api.refused.load(Ordering::SeqCst) > refused_before);
+    // Without the cache, the plugin itself fails and kubectl says so.
+    let cleared = sb.plugin(&["clear-cache"], &[]).await;
+    assert_eq!(cleared.code, Some(0), "{}", cleared.stderr);
+    assert!(cache_files(&sb).is_empty());
+    let denied = sb.run_program(kubectl, &get_api, &[]).await;
+    assert_ne!(denied.code, Some(0));
+    assert!(
+        denied.stderr.contains("getting credentials"),
+        "{}",
+        denied.stderr
+    );
+    assert!(
+        denied.stderr.contains("refused the application credential"),
+        "{}",
+        denied.stderr
+    );
+}
+
+#[tokio::test]
+async fn eight_parallel_runs_make_one_keystone_request_and_renewal_happens_near_expiry() {
+    let _ks = KEYSTONE.write().await;
+    let sb = Sandbox::new();
+    let env = app_cred_env();
+    let before = Keystone::access_log_settled().await;
+    let runs = futures_util::future::join_all((0..8).map(|_| sb.plugin(&[], &env))).await;
+    let tokens: Vec<String> = runs.iter().map(Run::token).collect();
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "all eight runs hand out the same token"
+    );
+    assert_eq!(
+        Keystone::access_log_count_settled(before, TOKENS).await,
+        1,
+        "eight parallel runs must make exactly one POST /v3/auth/tokens"
+    );
+    let files = cache_files(&sb);
+    assert_eq!(files.len(), 1);
+    assert_eq!(mode(&sb.cache_dir()), 0o700);
+    assert_eq!(mode(&files[0]), 0o600);
+    let name = files[0].file_stem().unwrap().to_str().unwrap().to_string();
+    assert_eq!(name.len(), 64, "named by a SHA-256");
+    assert!(!name.contains(&env[1].1) && !name.contains(&env[2].1));
+
+    let before = Keystone::access_log_settled().await;
+    assert_eq!(sb.plugin(&[], &env).await.token(), tokens[0]);
+    assert_eq!(
+        Keystone::access_log_count_settled(before, TOKENS).await,
+        0,
+        "a fresh cached token is reused"
+    );
+
+    // The token expires within the refresh margin: renewed once, then reused again.
+    let before = Keystone::access_log_settled().await;
+    let renewed = sb.plugin(&["--refresh-margin", "2h"], &env).await.token();
+    assert_ne!(renewed, tokens[0]);
+    assert_eq!(Keystone::access_log_count_settled(before, TOKENS).await, 1);
+    let before = Keystone::access_log_settled().await;
+    assert_eq!(sb.plugin(&[], &env).await.token(), renewed);
+    assert_eq!(Keystone::access_log_count_settled(before, TOKENS).await, 0);
+
+    // A credential that expires in 3 minutes: Keystone caps its tokens' expiry, so the token is
+    // always within the default 5-minute margin and every run renews it.
+    let ks = Keystone::get();
+    let expires =
+        kubernetes_keystone::timefmt::format_rfc3339(SystemTime::now() + Duration::from_secs(180));
+    let (id, secret) = ks
+        .create_alice_app_cred(&unique("plugin-short"), json!({"expires_at": expires}))
+        .await;
+    let short_env = vec![
+        ("OS_AUTH_URL", crate::support::env("KS_URL")),
+        ("OS_APPLICATION_CREDENTIAL_ID", id.clone()),
+        ("OS_APPLICATION_CREDENTIAL_SECRET", secret),
+    ];
+    let before = Keystone::access_log_settled().await;
+    let first = sb.plugin(&[], &short_env).await.credential();
+    let exp = first["status"]["expirationTimestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let exp_t = kubernetes_keystone::timefmt::parse_rfc3339(&exp).unwrap();
+    assert!(
+        exp_t <= SystemTime::now() + Duration::from_secs(181),
+        "token expiry {exp} is capped by the credential's"
+    );
+    let _second = sb.plugin(&[], &short_env).await.credential();
+    assert_eq!(
+        Keystone::access_log_count_settled(before, TOKENS).await,
+        2,
+        "a cached token that nears expiry is renewed"
+    );
+    ks.delete_alice_app_cred(&id).await;
+}
+
+#[tokio::test]
+async fn exec_info_versions_are_answered_in_kind() {
+    let _ks = KEYSTONE.read().await;
+    let sb = Sandbox::new();
+    let mut env = app_cred_env();
+    let none = sb.plugin(&[], &env).await.credential();
+    assert_eq!(none["apiVersion"], V1BETA1, "no exec info: v1beta1");
+    env.push(exec_info(V1));
+    let v1 = sb.plugin(&[], &env).await.credential();
+    assert_eq!(v1["apiVersion"], V1);
+    let t = kubernetes_keystone::timefmt::parse_rfc3339(
+        v1["status"]["expirationTimestamp"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert!(
+        t > SystemTime::now() + Duration::from_secs(600),
+        "expiry comes from Keystone's expires_at"
+    );
+    env.pop();
+    env.push(exec_info(V1BETA1));
+    assert_eq!(
+        sb.plugin(&[], &env).await.credential()["apiVersion"],
+        V1BETA1
+    );
+    env.pop();
+    env.push(exec_info("client.authentication.k8s.io/v1alpha1"));
+    let bad = sb.plugin(&[], &env).await;
+    assert!(bad.failed().contains("v1alpha1"), "{}", bad.stderr);
+}
+
+#[tokio::test]
+async fn every_credential_source_gets_alice_a_token() {
+    let _ks = KEYSTONE.read().await;
+    let ks = Keystone::get();
+    let svc = Service::start(Options::default()).await;
+    let sb = Sandbox::new();
+    let url = env("KS_URL");
+    let (ac_id, ac_secret) = (env("KS_AC_KUBECTL_ID"), env("KS_AC_KUBECTL_SECRET"));
+    let password = env("KS_ALICE_PASSWORD");
+    let no_cache = ["--no-cache"];
+
+    // Flags: the reference's flags, application credential by id (the GARR Horizon kubeconfig
+    // passes --domain-name=none and --user-name too), and by name + user.
+    let t = sb
+        .plugin(
+            &[
+                "--no-cache",
+                "--keystone-url",
+                &url,
+                "--domain-name",
+                "none",
+                "--user-name",
+                "alice",
+                "--application-credential-id",
+                &ac_id,
+                "--application-credential-secret",
+                &ac_secret,
+            ],
+            &[],
+        )
+        .await
+        .token();
+    assert_is_alice(&svc, &t, true).await;
+    let t = sb
+        .plugin(
+            &[
+                "--no-cache",
+                "--keystone-url",
+                &url,
+                "--user-name",
+                "alice",
+                "--user-domain-name",
+                "k8s",
+                "--application-credential-name",
+                "kubectl",
+                "--application-credential-secret",
+                &ac_secret,
+            ],
+            &[],
+        )
+        .await
+        .token();
+    assert_is_alice(&svc, &t, true).await;
+    // Flags beat the environment.
+    let t = sb
+        .plugin(
+            &["--no-cache", "--application-credential-secret", &ac_secret],
+            &[
+                ("OS_AUTH_URL", url.clone()),
+                ("OS_APPLICATION_CREDENTIAL_ID", ac_id.clone()),
+                ("OS_APPLICATION_CREDENTIAL_SECRET", "wrong".into()),
+            ],
+        )
+        .await
+        .token();
+    assert_is_alice(&svc, &t, true).await;
+
+    // Environment: each OS_* flow.
+    let t = sb.plugin(&no_cache, &app_cred_env()).await.token();
+    assert_is_alice(&svc, &t, true).await;
+    let t = sb
+        .plugin(
+            &no_cache,
+            &[
+                ("OS_AUTH_URL", url.clone()),
+                ("OS_AUTH_TYPE", "v3applicationcredential".into()),
+                ("OS_APPLICATION_CREDENTIAL_NAME", "kubectl".into()),
+                ("OS_USER_ID", env("KS_ALICE_ID")),
+                ("OS_APPLICATION_CREDENTIAL_SECRET", ac_secret.clone()),
+                // an openrc's password in the same environment does not win over OS_AUTH_TYPE
+                ("OS_USERNAME", "bob".into()),
+                ("OS_PASSWORD", "nope".into()),
+            ],
+        )
+        .await
+        .token();
+    assert_is_alice(&svc, &t, true).await;
+    let t = sb
+        .plugin(
+            &no_cache,
+            &[
+                ("OS_AUTH_URL", url.clone()),
+                ("OS_AUTH_TYPE", "password".into()),
+                ("OS_USERNAME", "alice".into()),
+                ("OS_PASSWORD", password.clone()),
+                ("OS_USER_DOMAIN_NAME", "k8s".into()),
+                ("OS_PROJECT_NAME", "team-a".into()),
+                ("OS_PROJECT_DOMAIN_NAME", "k8s".into()),
+            ],
+        )
+        .await
+        .token();
+    assert_is_alice(&svc, &t, true).await;
+    // OS_DOMAIN_NAME stands for both domains; OS_PROJECT_ID scopes by id.
+    let t = sb
+        .plugin(
+            &no_cache,
+            &[
+                ("OS_AUTH_URL", url.clone()),
+                ("OS_USERNAME", "alice".into()),
+                ("OS_PASSWORD", password.clone()),
+                ("OS_DOMAIN_NAME", "k8s".into()),
+                ("OS_PROJECT_NAME", "team-a".into()),
+            ],
+        )
+        .await
+        .token();
+    assert_is_alice(&svc, &t, true).await;
+    let t = sb
+        .plugin(
+            &no_cache,
+            &[
+                ("OS_AUTH_URL", url.clone()),
+                ("OS_USER_ID", env("KS_ALICE_ID")),
+                ("OS_PASSWORD", password.clone()),
+                ("OS_PROJECT_ID", env("KS_PROJECT_ID")),
+            ],
+        )
+        .await
+        .token();
+    assert_is_alice(&svc, &t, true).await;
+    // User and project in different domains: alice@k8s scoped to... her own project in k8s,
+    // alice@Default to "other" in Default (names collide across domains).
+    let t = sb
+        .plugin(
+            &no_cache,
+            &[
+                ("OS_AUTH_URL", url.clone()),
+                ("OS_USERNAME", "alice".into()),
+                ("OS_PASSWORD", password.clone()),
+                ("OS_USER_DOMAIN_NAME", "Default".into()),
+                ("OS_PROJECT_NAME", "other".into()),
+                ("OS_PROJECT_DOMAIN_ID", "default".into()),
+            ],
+        )
+        .await
+        .token();
+    let status = svc.token_review("v1", &t).await;
+    assert_eq!(
+        status["user"]["uid"],
+        env("KS_ALICE_DEFAULT_ID"),
+        "{status}"
+    );
+    // Token flow: a session token as it is, and rescoped to a project.
+    let session = ks.alice().await;
+    let run = sb
+        .plugin(
+            &no_cache,
+            &[("OS_AUTH_URL", url.clone()), ("OS_TOKEN", session.clone())],
+        )
+        .await;
+    assert_eq!(
+        run.token(),
+        session,
+        "an unscoped token flow hands out the token itself"
+    );
+    let t = sb
+        .plugin(
+            &no_cache,
+            &[
+                ("OS_AUTH_URL", url.clone()),
+                ("OS_AUTH_TYPE", "token".into()),
+                ("OS_TOKEN", session.clone()),
+                ("OS_PROJECT_ID", env("KS_PROJECT_ID")),
+            ],
+        )
+        .await
+        .token();
+    assert_ne!(t, session);
+    assert_is_alice(&svc, &t, true).await;
+
+    // clouds.yaml + secure.yaml through OS_CLOUD and OS_CLIENT_CONFIG_FILE ...
+    let clouds = format!(
+        "clouds:\n  garr:\n    auth_type: v3applicationcredential\n    auth:\n      auth_url: {url}\n      application_credential_id: {ac_id}\n  pw:\n    auth:\n      auth_url: {url}\n      username: alice\n      user_domain_name: k8s\n      project_name: team-a\n      project_domain_name: k8s\n"
+    );
+    let secure = format!(
+        "clouds:\n  garr:\n    auth:\n      application_credential_secret: {ac_secret}\n  pw:\n    auth:\n      password: {password}\n"
+    );
+    let elsewhere = sb.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("my-clouds.yaml"), &clouds).unwrap();
+    std::fs::write(elsewhere.join("secure.yaml"), &secure).unwrap();
+    let t = sb
+        .plugin(
+            &no_cache,
+            &[
+                ("OS_CLOUD", "garr".into()),
+                (
+                    "OS_CLIENT_CONFIG_FILE",
+                    elsewhere
+                        .join("my-clouds.yaml")
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+            ],
+        )
+        .await
+        .token();
+    assert_is_alice(&svc, &t, true).await;
+    // ... and in $XDG_CONFIG_HOME/openstack, the password cloud, picked with --os-cloud.
+    let xdg = sb.path("config/openstack");
+    std::fs::create_dir_all(&xdg).unwrap();
+    std::fs::write(xdg.join("clouds.yaml"), &clouds).unwrap();
+    std::fs::write(xdg.join("secure.yaml"), &secure).unwrap();
+    let t = sb
+        .plugin(&["--no-cache", "--os-cloud", "pw"], &[])
+        .await
+        .token();
+    assert_is_alice(&svc, &t, true).await;
+    // The environment beats clouds.yaml.
+    let bad = sb
+        .plugin(
+            &no_cache,
+            &[
+                ("OS_CLOUD", "garr".into()),
+                ("OS_APPLICATION_CREDENTIAL_SECRET", "wrong".into()),
+            ],
+        )
+        .await;
+    assert!(bad.failed().contains("401"), "{}", bad.stderr);
+    // An unknown cloud is named, with the known ones.
+    let bad = sb.plugin(&no_cache, &[("OS_CLOUD", "nope".into())]).await;
+    assert!(bad.failed().contains("garr, pw"), "{}", bad.stderr);
+}
+
+#[tokio::test]
+async fn corrupt_open_or_foreign_cache_files_are_replaced() {
+    let _ks = KEYSTONE.read().await;
+    let sb = Sandbox::new();
+    let env = app_cred_env();
+    let first = sb.plugin(&[], &env).await.token();
+    let file = cache_files(&sb).pop().unwrap();
+    assert_eq!(mode(&file), 0o600);
+    assert!(
+        !std::fs::read_to_string(&file).unwrap().contains(&env[2].1),
+        "no secret in the cache"
+    );
+
+    std::fs::write(&file, b"{ this is not json").unwrap();
+    let run = sb.plugin(&[], &env).await;
+    let second = run.token();
+    assert_ne!(second, first, "a corrupt entry is not used");
+    assert!(
+        run.stderr.contains("ignoring cache file") && run.stderr.contains("corrupt"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(mode(&file), 0o600);
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = sb.plugin(&[], &env).await;
+    assert_ne!(run.token(), second, "a file open to others is not trusted");
+    assert!(run.stderr.contains("open to other users"), "{}", run.stderr);
+    assert_eq!(mode(&file), 0o600, "and it is replaced by a private one");
+    let third = sb.plugin(&[], &env).await;
+    assert!(third.stderr.trim().is_empty(), "{}", third.stderr);
+    let third = third.token();
+
+    // A file of another user (only root can make one).
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+        let run = sb.plugin(&[], &env).await;
+        assert_ne!(run.token(), third, "another user's file is not trusted");
+        assert!(run.stderr.contains("owned by uid 65534"), "{}", run.stderr);
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            0,
+            "replaced by our own"
+        );
+    }
+
+    // A directory open to others is tightened.
+    std::fs::set_permissions(sb.cache_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = sb.plugin(&[], &env).await;
+    run.token();
+    assert_eq!(mode(&sb.cache_dir()), 0o700);
+    assert!(run.stderr.contains("0755"), "{}", run.stderr);
+
+    // --no-cache neither reads nor writes it; clear-cache empties it.
+    let nc = Sandbox::new();
+    nc.plugin(&["--no-cache"], &env).await.token();
+    assert!(!nc.cache_dir().exists());
+    let cleared = sb.plugin(&["clear-cache"], &[]).await;
+    assert_eq!(cleared.code, Some(0));
+    assert!(cleared.stderr.contains("removed"), "{}", cleared.stderr);
+    assert!(cache_files(&sb).is_empty());
+}
+
+#[tokio::test]
+async fn missing_password_without_a_terminal_names_flag_and_variable() {
+    let _ks = KEYSTONE.read().await;
+    let sb = Sandbox::new();
+    let base = vec![
+        ("OS_AUTH_URL", env("KS_URL")),
+        ("OS_USERNAME", "alice".to_string()),
+        ("OS_USER_DOMAIN_NAME", "k8s".to_string()),
+    ];
+    // kubectl says non-interactive ...
+    let mut with_info = base.clone();
+    with_info.push(exec_info(V1));
+    // ... or no exec info and stdin is not a terminal.
+    for env in [with_info, base] {
+        let run = sb.plugin(&[], &env).await;
+        let err = run.failed();
+        assert!(
+            err.contains("--password") && err.contains("OS_PASSWORD"),
+            "{err}"
+        );
+        assert!(err.contains("non-interactively"), "{err}");
+        assert_eq!(
+            err.matches("kubectl-keystone-auth:").count(),
+            1,
+            "the error is printed once: {err}"
+        );
+    }
+    let run = sb
+        .plugin(&[], &[("OS_APPLICATION_CREDENTIAL_ID", "x".into())])
+        .await;
+    let err = run.failed();
+    assert!(
+        err.contains("--keystone-url") && err.contains("OS_AUTH_URL"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_secret_or_unknown_credential_exits_non_zero_with_no_exec_credential() {
+    let _ks = KEYSTONE.read().await;
+    let sb = Sandbox::new();
+    let url = env("KS_URL");
+    let run = sb
+        .plugin(
+            &[],
+            &[
+                ("OS_AUTH_URL", url.clone()),
+                ("OS_APPLICATION_CREDENTIAL_ID", env("KS_AC_KUBECTL_ID")),
+                ("OS_APPLICATION_CREDENTIAL_SECRET", "wrong-secret".into()),
+                exec_info(V1),
+            ],
+        )
+        .await;
+    let err = run.failed();
+    assert!(
+        err.contains("refused the application credential") && err.contains("401"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-secret"), "the secret is never printed");
+    let run = sb
+        .plugin(
+            &[],
+            &[
+                ("OS_AUTH_URL", url.clone()),
+                ("OS_APPLICATION_CREDENTIAL_ID", "0123456789abcdef".into()),
+                ("OS_APPLICATION_CREDENTIAL_SECRET", "s".into()),
+            ],
+        )
+        .await;
+    assert!(run.failed().contains("404"), "{}", run.stderr);
+    let run = sb
+        .plugin(
+            &[],
+            &[
+                ("OS_AUTH_URL", url),
+                ("OS_USERNAME", "alice".into()),
+                ("OS_USER_DOMAIN_NAME", "k8s".into()),
+                ("OS_PASSWORD", "not-her-password".into()),
+            ],
+        )
+        .await;
+    let err = run.failed();
+    assert!(err.contains("refused the user name and password"), "{err}");
+    assert!(!err.contains("not-her-password"));
+    assert!(
+        cache_files_or_none(&sb).is_empty(),
+        "nothing cached after failures"
+    );
+}
+
+fn cache_files_or_none(sb: &Sandbox) -> Vec<PathBuf> {
+    if sb.cache_dir().exists() {
+        cache_files(sb)
+    } else {
+        vec![]
+    }
+}
+
+#[tokio::test]
+async fn minted_credential_from_a_session_token_works_with_kubectl() {
+    let _ks = KEYSTONE.read().await;
+    let ks = Keystone::get();
+    let svc = uncached_service().await;
+    let api = FakeApiserver::start(&svc).await;
+    let sb = Sandbox::new();
+    let session = ks.alice().await;
+    let name = unique("plugin-minted");
+    let kc = sb.path("minted.kubeconfig");
+    let ca = api.ca_file.to_string_lossy().into_owned();
+    let run = sb
+        .plugin(
+            &[
+                "kubeconfig",
+                "--server",
+                &api.url,
+                "--certificate-authority",
+                &ca,
+                "--command",
+                PLUGIN,
+                "--create-application-credential",
+                &name,
+                "--role",
+                "k8s-viewer",
+                "--description",
+                "test",
+                "--output",
+                kc.to_str().unwrap(),
+            ],
+            &[
+                ("OS_AUTH_URL", env("KS_URL")),
+                ("OS_TOKEN", session.clone()),
+            ],
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("created application credential {name:?}")),
+        "{}",
+        run.stderr
+    );
+    let doc = read_yaml(&kc);
+    let id = kubeconfig_env(&doc, "OS_APPLICATION_CREDENTIAL_ID").unwrap();
+    assert!(kubeconfig_env(&doc, "OS_APPLICATION_CREDENTIAL_SECRET").is_some_and(|s| s.len() > 20));
+    assert_eq!(
+        kubeconfig_env(&doc, "OS_TOKEN"),
+        None,
+        "the session token is not kept"
+    );
+    assert!(!std::fs::read_to_string(&kc).unwrap().contains(&session));
+    // Keystone has it, with only the asked role.
+    let (status, body) = ks
+        .call(
+            reqwest::Method::GET,
+            &format!("/users/{}/application_credentials/{id}", env("KS_ALICE_ID")),
+            &session,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let roles: Vec<&str> = body["application_credential"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["k8s-viewer"]);
+    let kubectl = kubectl();
+    let ok = sb
+        .run_program(
+            kubectl.to_str().unwrap(),
+            &[
+                "--kubeconfig",
+                kc.to_str().unwrap(),
+                "get",
+                "--raw",
+                "/version",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    assert!(ok.stdout.contains("v1.32.0-stand-in"));
+    ks.delete_alice_app_cred(&id).await;
+}
+
+#[tokio::test]
+async fn a_restricted_application_credential_cannot_mint_and_says_so() {
+    let _ks = KEYSTONE.read().await;
+    let ks = Keystone::get();
+    let sb = Sandbox::new();
+    let ac_token = ks
+        .app_cred_token(&env("KS_AC_KUBECTL_ID"), &env("KS_AC_KUBECTL_SECRET"))
+        .await
+        .unwrap();
+    let kc = sb.path("never.kubeconfig");
+    let args = [
+        "kubeconfig",
+        "--server",
+        "https://127.0.0.1:6443",
+        "--create-application-credential",
+        "plugin-never",
+        "--output",
+        kc.to_str().unwrap(),
+    ];
+    // As a session token ...
+    let run = sb
+        .plugin(
+            &args,
+            &[("OS_AUTH_URL", env("KS_URL")), ("OS_TOKEN", ac_token)],
+        )
+        .await;
+    let err = run.failed();
+    assert!(
+        err.contains("403") && err.contains("restricted application credential"),
+        "{err}"
+    );
+    assert!(
+        err.contains("OS_TOKEN") && err.contains("OS_PASSWORD"),
+        "{err}"
+    );
+    // ... or directly.
+    let run = sb.plugin(&args, &app_cred_env()).await;
+    assert!(
+        run.failed().contains("restricted application credential"),
+        "{}",
+        run.stderr
+    );
+    assert!(!kc.exists(), "no kubeconfig is written");
+}
+
+#[tokio::test]
+async fn merge_keeps_existing_entries() {
+    let _ks = KEYSTONE.read().await;
+    let sb = Sandbox::new();
+    let existing = "apiVersion: v1\nkind: Config\npreferences: {}\nclusters:\n- name: prod\n  cluster:\n    server: https://prod.example:6443\ncontexts:\n- name: prod\n  context:\n    cluster: prod\n    user: admin\ncurrent-context: prod\nusers:\n- name: admin\n  user:\n    token: static-admin-token\n";
+    let kube = sb.path(".kube");
+    std::fs::create_dir_all(&kube).unwrap();
+    let cfg = kube.join("config");
+    std::fs::write(&cfg, existing).unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut env = app_cred_env();
+    // --merge without a file: the first file of $KUBECONFIG.
+    env.push((
+        "KUBECONFIG",
+        format!("{}:/nonexistent/other", cfg.display()),
+    ));
+    let run = sb
+        .plugin(
+            &[
+                "kubeconfig",
+                "--server",
+                "https://127.0.0.1:6443",
+                "--cluster-name",
+                "garr",
+                "--merge",
+            ],
+            &env,
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let doc = read_yaml(&cfg);
+    let names = |section: &str| -> Vec<String> {
+        doc[section]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("clusters"), ["prod", "garr"]);
+    assert_eq!(names("contexts"), ["prod", "keystone@garr"]);
+    assert_eq!(names("users"), ["admin", "keystone"]);
+    assert_eq!(
+        doc["users"][0]["user"]["token"].as_str(),
+        Some("static-admin-token")
+    );
+    assert_eq!(
+        doc["clusters"][0]["cluster"]["server"].as_str(),
+        Some("https://prod.example:6443")
+    );
+    assert_eq!(doc["current-context"].as_str(), Some("keystone@garr"));
+    assert_eq!(mode(&cfg), 0o600);
+    // Merging again replaces its own entries instead of adding more; --merge FILE works too.
+    let run = sb
+        .plugin(
+            &[
+                "kubeconfig",
+                "--server",
+                "https://127.0.0.1:7443",
+                "--cluster-name",
+                "garr",
+                "--merge",
+                cfg.to_str().unwrap(),
+            ],
+            &app_cred_env(),
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let doc = read_yaml(&cfg);
+    assert_eq!(doc["clusters"].as_sequence().unwrap().len(), 2);
+    assert_eq!(
+        doc["clusters"][1]["cluster"]["server"].as_str(),
+        Some("https://127.0.0.1:7443")
+    );
+    // --output refuses to overwrite without --force.
+    let run = sb
+        .plugin(
+            &[
+                "kubeconfig",
+                "--server",
+                "https://127.0.0.1:6443",
+                "--output",
+                cfg.to_str().unwrap(),
+            ],
+            &app_cred_env(),
+        )
+        .await;
+    assert!(run.failed().contains("--force"), "{}", run.stderr);
+    // To stdout: the kubeconfig and nothing else.
+    let run = sb
+        .plugin(
+            &["kubeconfig", "--server", "https://127.0.0.1:6443"],
+            &app_cred_env(),
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["kind"].as_str(), Some("Config"));
+}
+
+/// Runs the plugin on a pseudo-terminal (util-linux `script`), typing `answer` a second later.
+async fn on_a_terminal(sb: &Sandbox, answer: &str, env: &[(&str, String)]) -> Run {
+    let shell = format!("(sleep 1; printf '%s\\n' \"$ANSWER\") | script -qec '{PLUGIN}' /dev/null");
+    let mut env = env.to_vec();
+    env.push(("ANSWER", answer.to_string()));
+    sb.run_program("bash", &["-c", &shell], &env).await
+}
+
+#[tokio::test]
+async fn on_a_terminal_the_password_is_asked_without_echo_and_only_when_allowed() {
+    let _ks = KEYSTONE.read().await;
+    let sb = Sandbox::new();
+    let password = env("KS_ALICE_PASSWORD");
+    let base = vec![
+        ("OS_AUTH_URL", env("KS_URL")),
+        ("OS_USERNAME", "alice".to_string()),
+        ("OS_USER_DOMAIN_NAME", "k8s".to_string()),
+    ];
+    let run = on_a_terminal(&sb, &password, &base).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("Keystone password:"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains(&password),
+        "the password must not be echoed"
+    );
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("ExecCredential"))
+        .unwrap();
+    let v: Value = serde_json::from_str(line.trim()).unwrap();
+    let token = v["status"]["token"].as_str().unwrap();
+    record_issued(token);
+    assert_eq!(v["apiVersion"], V1BETA1);
+    // The cached token spares the question.
+    let again = on_a_terminal(&sb, "", &base).await;
+    assert_eq!(again.code, Some(0), "{}", again.stdout);
+    assert!(!again.stdout.contains("password:"), "{}", again.stdout);
+    assert!(again.stdout.contains(token));
+    // kubectl saying interactive: false wins over the terminal.
+    let mut env = base.clone();
+    env.push(exec_info(V1));
+    env.push(("OS_USERNAME", "bob".to_string()));
+    let run = on_a_terminal(&sb, "whatever", &env).await;
+    assert_ne!(run.code, Some(0));
+    assert!(
+        !run.stdout.contains("Keystone password:"),
+        "no question when kubectl says non-interactive: {}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("OS_PASSWORD") && run.stdout.contains("non-interactively"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test]
+async fn kubeconfig_checks_the_credential_and_never_stores_a_password_or_a_token() {
+    let _ks = KEYSTONE.read().await;
+    let ks = Keystone::get();
+    let sb = Sandbox::new();
+    let url = env("KS_URL");
+    let out = sb.path("checked.kubeconfig");
+    let out_s = out.to_str().unwrap();
+    let wrong = vec![
+        ("OS_AUTH_URL", url.clone()),
+        ("OS_APPLICATION_CREDENTIAL_ID", env("KS_AC_KUBECTL_ID")),
+        (
+            "OS_APPLICATION_CREDENTIAL_SECRET",
+            "wrong-secret".to_string(),
+        ),
+    ];
+    let server = ["kubeconfig", "--server", "https://127.0.0.1:6443"];
+    let run = sb
+        .plugin(&[&server[..], &["--output", out_s]].concat(), &wrong)
+        .await;
+    let err = run.failed();
+    assert!(
+        err.contains("does not work") && err.contains("401"),
+        "{err}"
+    );
+    assert!(
+        !out.exists(),
+        "nothing written for a credential Keystone refuses"
+    );
+    let run = sb
+        .plugin(
+            &[&server[..], &["--output", out_s, "--no-verify"]].concat(),
+            &wrong,
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(out.exists());
+
+    // A password credential: the kubeconfig asks on the terminal instead of storing it.
+    let password = env("KS_ALICE_PASSWORD");
+    let run = sb
+        .plugin(
+            &server,
+            &[
+                ("OS_AUTH_URL", url.clone()),
+                ("OS_USERNAME", "alice".into()),
+                ("OS_PASSWORD", password.clone()),
+                ("OS_USER_DOMAIN_NAME", "k8s".into()),
+                ("OS_PROJECT_NAME", "team-a".into()),
+                ("OS_PROJECT_DOMAIN_NAME", "k8s".into()),
+            ],
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        !run.stdout.contains(&password),
+        "a password never goes into a kubeconfig"
+    );
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        doc["users"][0]["user"]["exec"]["interactiveMode"].as_str(),
+        Some("IfAvailable")
+    );
+    assert_eq!(
+        kubeconfig_env(&doc, "OS_USERNAME").as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        kubeconfig_env(&doc, "OS_PROJECT_NAME").as_deref(),
+        Some("team-a")
+    );
+    assert_eq!(kubeconfig_env(&doc, "OS_PASSWORD"), None);
+
+    // A token expires: it needs --create-application-credential.
+    let session = ks.alice().await;
+    let run = sb
+        .plugin(
+            &server,
+            &[("OS_AUTH_URL", url), ("OS_TOKEN", session.clone())],
+        )
+        .await;
+    let err = run.failed();
+    assert!(err.contains("--create-application-credential"), "{err}");
+    assert!(!err.contains(&session));
+}
