@@ -11,4 +11,6 @@ mod support;
 
 mod authn;
 mod authz;
+mod charm;
+mod manifests;
 mod service;
