@@ -541,31 +541,36 @@ pub fn relation_broken(ctx: &Ctx<'_>) -> Result<()> {
 /// `stop`: kube-apiserver options back, the service stopped and disabled.
 pub fn stop(ctx: &Ctx<'_>) -> Result<()> {
     let mut state = State::load(&ctx.paths)?;
-    restore_apiserver(ctx, &mut state)?;
+    let restored = restore_apiserver(ctx, &mut state)?;
     if ctx.paths.state_dir().is_dir() {
         state.save(&ctx.paths)?;
     }
-    stop_service(ctx)?;
-    ctx.tools.status(
-        Status::Maintenance,
-        "stopped; kube-apiserver options restored",
-    )?;
+    if stop_service(ctx)? || restored {
+        ctx.tools.status(
+            Status::Maintenance,
+            "stopped; kube-apiserver options restored",
+        )?;
+    }
     Ok(())
 }
 
-fn stop_service(ctx: &Ctx<'_>) -> Result<()> {
+/// Stops and disables the service; returns whether it had to.
+fn stop_service(ctx: &Ctx<'_>) -> Result<bool> {
     if !ctx.paths.unit_file().exists() {
-        return Ok(());
+        return Ok(false);
     }
+    let mut did = false;
     if host::is_active(SERVICE_UNIT)? {
         host::systemctl(&["stop", SERVICE_UNIT])?;
         ctx.tools
             .log(Level::Info, &format!("stopped {SERVICE_UNIT}"));
+        did = true;
     }
     if host::is_enabled(SERVICE_UNIT)? {
         host::systemctl(&["disable", SERVICE_UNIT])?;
+        did = true;
     }
-    Ok(())
+    Ok(did)
 }
 
 /// `remove`: as `stop`, then everything the charm wrote goes (unit, config, certificates,
@@ -573,8 +578,8 @@ fn stop_service(ctx: &Ctx<'_>) -> Result<()> {
 pub fn remove(ctx: &Ctx<'_>) -> Result<()> {
     let paths = &ctx.paths;
     let mut state = State::load(paths)?;
-    restore_apiserver(ctx, &mut state)?;
-    stop_service(ctx)?;
+    let mut did = restore_apiserver(ctx, &mut state)?;
+    did |= stop_service(ctx)?;
     let mut removed = Vec::new();
     if host::remove_file(&paths.unit_file())? {
         host::systemctl(&["daemon-reload"])?;
@@ -590,6 +595,7 @@ pub fn remove(ctx: &Ctx<'_>) -> Result<()> {
         }
     }
     if host::user_exists(SERVICE_USER)? {
+        did = true;
         host::run_ok("userdel", &[SERVICE_USER])?;
         ctx.tools
             .log(Level::Info, &format!("removed the user {SERVICE_USER}"));
@@ -607,7 +613,9 @@ pub fn remove(ctx: &Ctx<'_>) -> Result<()> {
             ),
         );
     }
-    ctx.tools.status(Status::Maintenance, "removed")?;
+    if did || !removed.is_empty() {
+        ctx.tools.status(Status::Maintenance, "removed")?;
+    }
     Ok(())
 }
 
@@ -626,7 +634,7 @@ fn install_binary(ctx: &Ctx<'_>, s: &Settings, state: &mut State) -> Result<bool
                 .with_context(|| format!("cannot read the shipped binary {}", src.display()))?;
             let changed = host::write_if_changed(&dest, &bytes, Access::Executable, None)?;
             state.binary_source = Some("charm".into());
-            state.binary_sha256 = Some(sha256_hex(&bytes));
+            state.binary_sha256 = None;
             Ok(changed)
         }
         BinarySource::Download { url, sha256 } => {
