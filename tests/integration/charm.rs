@@ -275,7 +275,13 @@ impl Unit {
     fn juju_log(&self) -> Vec<String> {
         self.lines("juju-log.jsonl")
             .into_iter()
-            .map(|v| format!("{} {}", v["level"], v["message"]))
+            .map(|v| {
+                format!(
+                    "{} {}",
+                    v["level"].as_str().unwrap(),
+                    v["message"].as_str().unwrap()
+                )
+            })
             .collect()
     }
 
@@ -1129,9 +1135,10 @@ fn charm_never_points_kube_apiserver_at_a_webhook_that_does_not_answer() {
     drop(squatter);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charm_end_to_end_the_rendered_unit_serves_a_real_keystone_token() {
     let _ks = KEYSTONE.read().await;
+    kubernetes_keystone::tls::install_crypto_provider();
     let port = free_port();
     let policy =
         std::fs::read_to_string(Path::new(REPO).join("deploy/policy-example.json")).unwrap();
@@ -1318,7 +1325,7 @@ fn charm_archive_has_every_file_with_its_mode() {
     }
     assert_eq!(
         entries.len(),
-        9 + events.len(),
+        8 + events.len(),
         "unexpected entries: {:?}",
         entries.keys()
     );
