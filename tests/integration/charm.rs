@@ -1377,3 +1377,30 @@ fn charm_archive_has_every_file_with_its_mode() {
         u.juju_log()
     );
 }
+
+#[test]
+fn charm_upgrade_with_a_new_binary_restarts_only_the_service() {
+    let u = Unit::new(0, SnapStyle::PerFlag, json!({"port": free_port()}));
+    deploy(&u);
+    let pid = u.service_pid();
+    let restarts = u.apiserver_restarts();
+    let snap = u.snap_config();
+    // The new charm revision ships another build of the service (trailing bytes after the
+    // ELF sections change the file but not what it does).
+    let mut new = std::fs::read(SERVICE_BIN).unwrap();
+    new.extend_from_slice(b"\0kubernetes-keystone charm revision 2\0");
+    let shipped = u.charm.join("bin/k8s-keystone-auth");
+    std::fs::remove_file(&shipped).unwrap();
+    std::fs::write(&shipped, &new).unwrap();
+    std::fs::set_permissions(&shipped, std::fs::Permissions::from_mode(0o755)).unwrap();
+    u.ok("upgrade-charm");
+    assert_eq!(
+        std::fs::read(u.path("/opt/kubernetes-keystone/bin/k8s-keystone-auth")).unwrap(),
+        new
+    );
+    assert_ne!(u.service_pid(), pid, "the service was not restarted");
+    assert_eq!(u.apiserver_restarts(), restarts);
+    assert_eq!(u.snap_config(), snap);
+    assert_eq!(u.status().0, "active");
+    assert_idempotent(&u, "config-changed");
+}
