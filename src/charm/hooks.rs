@@ -279,9 +279,14 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
     }
     let health = format!("https://127.0.0.1:{}/healthz", settings.port);
     if let Err(e) = wait_healthy(&health, &pinned_ca, ctx.health_timeout) {
-        let msg = format!(
-            "k8s-keystone-auth does not answer {health} ({e}); kube-apiserver left unchanged"
-        );
+        // kube-apiserver must not rely on a webhook that does not answer: options the charm
+        // set earlier go back until it does.
+        let what = if restore_apiserver(ctx, &mut state)? {
+            "kube-apiserver options restored until it does"
+        } else {
+            "kube-apiserver left unchanged"
+        };
+        let msg = format!("k8s-keystone-auth does not answer {health} ({e:#}); {what}");
         tools.log(Level::Error, &msg);
         tools.status(Status::Blocked, &msg)?;
         state.save(paths)?;

@@ -1132,6 +1132,32 @@ fn charm_never_points_kube_apiserver_at_a_webhook_that_does_not_answer() {
     assert_eq!(u.snap_config(), original);
     assert_eq!(u.apiserver_restarts(), 0);
     assert!(!u.conf("authn-webhook.kubeconfig").exists());
+    // A free port: the webhook answers and kube-apiserver uses it.
+    let good = free_port();
+    u.set_config(json!({ "port": good }));
+    u.ok("config-changed");
+    assert_eq!(u.status().0, "active", "{:?}", u.status());
+    assert_eq!(
+        u.flag(SnapStyle::Args, MODE).as_deref(),
+        Some("Node,RBAC,Webhook")
+    );
+    // Moved to a port where it cannot serve: kube-apiserver's options go back until it does.
+    u.set_config(json!({ "port": port }));
+    u.ok("config-changed");
+    let (s, m) = u.status();
+    assert_eq!(s, "blocked");
+    assert!(
+        m.contains("kube-apiserver options restored until it does"),
+        "{m}"
+    );
+    assert_eq!(u.snap_config(), original);
+    u.set_config(json!({ "port": good }));
+    u.ok("config-changed");
+    assert_eq!(u.status().0, "active", "{:?}", u.status());
+    assert_eq!(
+        u.flag(SnapStyle::Args, AUTHN_FILE),
+        Some(u.conf("authn-webhook.kubeconfig").display().to_string())
+    );
     drop(squatter);
 }
 
