@@ -1430,3 +1430,49 @@ fn charm_upgrade_with_a_new_binary_restarts_only_the_service() {
     assert_eq!(u.status().0, "active");
     assert_idempotent(&u, "config-changed");
 }
+
+#[test]
+fn charm_waits_for_the_relation_and_the_kube_apiserver_snap() {
+    let u = Unit::new(0, SnapStyle::Args, json!({"port": free_port()}));
+    // Juju may run install and config-changed before the unit sees the relation, and the
+    // principal may not have installed kube-apiserver yet.
+    let mut j = u.load("juju.json");
+    j["relations"] = json!({});
+    u.save("juju.json", &j);
+    u.save("snap.json", &json!({"installed": {}}));
+    u.ok("install");
+    u.ok("config-changed");
+    let (s, m) = u.status();
+    assert_eq!(s, "waiting");
+    assert!(
+        m.contains("waiting for the kubernetes-master relation"),
+        "{m}"
+    );
+    assert!(u.service_pid().is_some(), "the service runs already");
+    assert!(!u.conf("authn-webhook.kubeconfig").exists());
+    assert_idempotent(&u, "config-changed");
+    // The relation: still no kube-apiserver snap.
+    u.save("juju.json", &{
+        let mut j = u.load("juju.json");
+        j["relations"] = json!({ENDPOINT: {u.relation_id.to_string(): [u.principal()]}});
+        j
+    });
+    u.ok("kubernetes-master-relation-joined");
+    assert_eq!(
+        u.status(),
+        (
+            "waiting".into(),
+            "waiting for the kube-apiserver snap".into()
+        )
+    );
+    assert_eq!(u.apiserver_restarts(), 0);
+    // The principal installs kube-apiserver: the next update-status configures it.
+    u.save("snap.json", &json!({"installed": {"kube-apiserver": {"config": principal_snap_config(SnapStyle::Args)}}}));
+    u.ok("update-status");
+    assert_eq!(u.status().0, "active", "{:?}", u.status());
+    assert_eq!(
+        u.flag(SnapStyle::Args, MODE).as_deref(),
+        Some("Node,RBAC,Webhook")
+    );
+    assert_eq!(u.apiserver_restarts(), 1);
+}
