@@ -6,12 +6,13 @@
 //!   webhook (TokenReview) and authorization webhook (SubjectAccessReview): [`webhook`];
 //! * `kubectl-keystone-auth`, the kubectl exec credential plugin and kubeconfig generator:
 //!   [`plugin`];
-//! * the Juju charm's hook executable (later: `charm`).
+//! * `kubernetes-keystone-hook`, the Juju charm's hook executable: [`charm`].
 //!
 //! Where things live:
 //!
 //! | module | concern |
 //! |---|---|
+//! | [`charm`] | the Juju subordinate charm: hook tools, options, rendering, snap options, hooks |
 //! | [`config`] | command line + TOML file → validated, typed [`config::Config`] |
 //! | [`k8s`] | hand-written Kubernetes wire types (TokenReview, SubjectAccessReview), v1 and v1beta1 |
 //! | [`keystone`] | the Keystone v3 HTTP client and its JSON types |
@@ -29,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod charm;
 pub mod config;
 pub mod identity;
 pub mod k8s;

@@ -14,5 +14,7 @@ mod support;
 
 mod authn;
 mod authz;
+mod charm;
+mod manifests;
 mod plugin;
 mod service;

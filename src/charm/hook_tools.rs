@@ -1,0 +1,138 @@
+//! The Juju hook tools the charm uses, behind a trait: `config-get`, `relation-ids`,
+//! `relation-list`, `status-set`, `juju-log`, `application-version-set`.
+//!
+//! The real implementation ([`JujuTools`]) runs the tools found on `PATH` (Juju puts them there
+//! for every hook), always with `--format=json` where they print, and `--` before free text.
+//! Contracts: docs/charm.md and the shared Juju reference (config-get prints `null` for an
+//! unset key, relation ids are `name:N`, exit code 2 for usage errors and 1 for runtime errors).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// The four statuses a charm may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The charm is doing work.
+    Maintenance,
+    /// Needs a human (bad or missing option).
+    Blocked,
+    /// Waiting for something else in the model.
+    Waiting,
+    /// Running.
+    Active,
+}
+
+impl Status {
+    /// The word `status-set` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Maintenance => "maintenance",
+            Status::Blocked => "blocked",
+            Status::Waiting => "waiting",
+            Status::Active => "active",
+        }
+    }
+}
+
+/// Log levels of `juju-log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// DEBUG
+    Debug,
+    /// INFO
+    Info,
+    /// WARNING
+    Warning,
+    /// ERROR
+    Error,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warning => "WARNING",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+/// What the charm asks of Juju.
+pub trait HookTools {
+    /// Every declared option (`config-get --all --format=json`); unset options are `null`.
+    fn config(&self) -> Result<BTreeMap<String, Value>>;
+    /// Ids (`name:N`) of the relations on an endpoint.
+    fn relation_ids(&self, endpoint: &str) -> Result<Vec<String>>;
+    /// Remote units of a relation.
+    fn relation_list(&self, relation_id: &str) -> Result<Vec<String>>;
+    /// Sets the unit's status.
+    fn status(&self, status: Status, message: &str) -> Result<()>;
+    /// Logs to the unit's log.
+    fn log(&self, level: Level, message: &str);
+    /// Sets the version shown by `juju status`.
+    fn application_version(&self, version: &str) -> Result<()>;
+}
+
+/// The hook tools Juju puts on `PATH`.
+#[derive(Debug, Default)]
+pub struct JujuTools;
+
+fn run(tool: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run the hook tool {tool}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        bail!(
+            "{tool} {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            stderr.trim()
+        );
+    }
+    String::from_utf8(out.stdout).with_context(|| format!("{tool} printed invalid UTF-8"))
+}
+
+fn json<T: serde::de::DeserializeOwned>(tool: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).with_context(|| format!("{tool} printed invalid JSON: {text:?}"))
+}
+
+impl HookTools for JujuTools {
+    fn config(&self) -> Result<BTreeMap<String, Value>> {
+        let text = run("config-get", &["--all", "--format=json"])?;
+        json("config-get", &text)
+    }
+
+    fn relation_ids(&self, endpoint: &str) -> Result<Vec<String>> {
+        let text = run("relation-ids", &["--format=json", endpoint])?;
+        let v: Option<Vec<String>> = json("relation-ids", &text)?;
+        Ok(v.unwrap_or_default())
+    }
+
+    fn relation_list(&self, relation_id: &str) -> Result<Vec<String>> {
+        let text = run("relation-list", &["--format=json", "-r", relation_id])?;
+        let v: Option<Vec<String>> = json("relation-list", &text)?;
+        Ok(v.unwrap_or_default())
+    }
+
+    fn status(&self, status: Status, message: &str) -> Result<()> {
+        run("status-set", &["--", status.as_str(), message]).map(drop)
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        tracing::info!("{message}");
+        // juju-log failing must not fail the hook; stderr reaches the unit log anyway.
+        if let Err(e) = run("juju-log", &["--log-level", level.as_str(), "--", message]) {
+            tracing::warn!("juju-log: {e:#}");
+        }
+    }
+
+    fn application_version(&self, version: &str) -> Result<()> {
+        run("application-version-set", &["--", version]).map(drop)
+    }
+}

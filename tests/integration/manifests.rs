@@ -1,0 +1,140 @@
+//! deploy/kubernetes: the manifests parse, hold what the docs promise (kube-system, host
+//! network, control-plane nodes, TLS from a Secret, the policy from a ConfigMap mounted as a
+//! file, probes on /healthz and /readyz), and their arguments are flags the service accepts
+//! with a valid configuration.
+
+use std::path::Path;
+
+use clap::Parser;
+use serde::Deserialize;
+use serde_json::Value;
+
+fn docs(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/kubernetes")
+            .join(file),
+    )
+    .unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect()
+}
+
+#[test]
+fn manifests_run_the_service_on_every_control_plane_node() {
+    let docs = docs("k8s-keystone-auth.yaml");
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount",
+            "ConfigMap",
+            "Deployment",
+            "Service",
+            "PodDisruptionBudget"
+        ]
+    );
+    for d in &docs {
+        assert_eq!(d["metadata"]["namespace"], "kube-system", "{}", d["kind"]);
+    }
+    let dep = &docs[2];
+    let pod = &dep["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
+    assert!(
+        pod["nodeSelector"]
+            .get("node-role.kubernetes.io/control-plane")
+            .is_some()
+    );
+    let tolerated: Vec<&str> = pod["tolerations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
+    assert!(tolerated.contains(&"node-role.kubernetes.io/control-plane"));
+    assert_eq!(
+        dep["spec"]["selector"]["matchLabels"],
+        dep["spec"]["template"]["metadata"]["labels"]
+    );
+    assert_eq!(
+        docs[3]["spec"]["selector"],
+        dep["spec"]["selector"]["matchLabels"]
+    );
+    let c = &pod["containers"][0];
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(c[probe]["httpGet"]["path"], path);
+        assert_eq!(c[probe]["httpGet"]["scheme"], "HTTPS");
+        assert_eq!(c[probe]["httpGet"]["port"], 8443);
+    }
+    // The arguments are the service's flags and make a valid configuration.
+    let args: Vec<String> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let parsed = kubernetes_keystone::config::cli::ServerArgs::try_parse_from(
+        std::iter::once("k8s-keystone-auth".to_string()).chain(args.iter().cloned()),
+    )
+    .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let config = kubernetes_keystone::config::load(&parsed, &|_| false).unwrap();
+    assert_eq!(config.listen.port(), 8443);
+    // Every file the arguments name is in a mounted volume; the Secret and ConfigMap exist.
+    let mounts: Vec<(&str, &str)> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["mountPath"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let volumes = pod["volumes"].as_array().unwrap();
+    let volume = |name: &str| volumes.iter().find(|v| v["name"] == name).unwrap();
+    for flag in [
+        "--tls-cert-file=",
+        "--tls-private-key-file=",
+        "--keystone-policy-file=",
+    ] {
+        let file = args.iter().find_map(|a| a.strip_prefix(flag)).unwrap();
+        let (vol, dir) = mounts
+            .iter()
+            .find(|(_, dir)| file.starts_with(&format!("{dir}/")))
+            .unwrap_or_else(|| panic!("{file} is not mounted"));
+        let key = &file[dir.len() + 1..];
+        let v = volume(vol);
+        if let Some(cm) = v.get("configMap") {
+            let map = docs
+                .iter()
+                .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == cm["name"])
+                .unwrap();
+            let policy = map["data"][key].as_str().unwrap();
+            kubernetes_keystone::policy::Policy::parse(policy).unwrap();
+        } else {
+            assert_eq!(v["secret"]["secretName"], "keystone-auth-certs");
+            assert!(["tls.crt", "tls.key"].contains(&key));
+        }
+    }
+}
+
+#[test]
+fn manifests_webhook_kubeconfig_pins_a_ca() {
+    let docs = docs("webhook-kubeconfig.yaml");
+    assert_eq!(docs.len(), 1);
+    let k = &docs[0];
+    assert_eq!(k["kind"], "Config");
+    assert_eq!(k["current-context"], "webhook");
+    let cluster = &k["clusters"][0]["cluster"];
+    assert!(
+        cluster["server"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1:8443/")
+    );
+    assert!(cluster.get("certificate-authority").is_some());
+    assert!(cluster.get("insecure-skip-tls-verify").is_none());
+}
