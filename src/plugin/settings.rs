@@ -1,13 +1,17 @@
 //! Settings of the plugin: flags, then the openstack client's `OS_*` environment, then the cloud
-//! of `clouds.yaml`/`secure.yaml` named by `OS_CLOUD`, merged field by field into one typed,
-//! validated [`Plan`]. Pure: the caller reads flags, environment and files and hands them over
-//! as [`Layer`]s.
+//! of `clouds.yaml`/`secure.yaml` named by `OS_CLOUD`, merged into one typed, validated
+//! [`Plan`]. Pure: the caller reads flags, environment and files and hands them over as
+//! [`Layer`]s.
 //!
-//! Which flow is used: `--auth-type`/`OS_AUTH_TYPE`/`auth_type` when given
-//! (`v3applicationcredential`, `password`, `token`); otherwise the first layer (flags, then
-//! environment, then the cloud) that holds any application-credential setting picks the
-//! application credential, one that holds a token the token flow, one that holds a user or a
-//! password the password flow.
+//! Settings that belong together are decided as a group by the first layer that sets any of
+//! them: the user (id or name), the project (id or name), the application credential (id or
+//! name), the user's domain and the project's domain (id or name, with the `--domain-*`
+//! defaults of the same layer). So `--project-name` beats `OS_PROJECT_ID`, never the reverse.
+//!
+//! Which flow is used is decided the same way: the first layer that names a type
+//! (`--auth-type`/`OS_AUTH_TYPE`/`auth_type`: `v3applicationcredential`, `password`, `token`) or
+//! holds a credential decides it; without a type, an application-credential setting picks the
+//! application credential, a token the token flow, a user or a password the password flow.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -569,6 +573,78 @@ impl Layers<'_> {
 
 const APP_CRED_FIELDS: [Field; 3] = [Field::AppCredId, Field::AppCredName, Field::AppCredSecret];
 
+/// Settings that only make sense together: the first layer (flags, then environment, then the
+/// cloud) that sets any member of a group decides the whole group, so that a lower layer's
+/// member never mixes with or beats a higher layer's (`--project-name` beats `OS_PROJECT_ID`).
+pub const USER_GROUP: [Field; 2] = [Field::UserId, Field::UserName];
+/// The project (the scope).
+pub const PROJECT_GROUP: [Field; 2] = [Field::ProjectId, Field::ProjectName];
+/// The application credential (its secret is a field of its own).
+pub const APP_CRED_GROUP: [Field; 2] = [Field::AppCredId, Field::AppCredName];
+/// The user's domain (with the `--domain-*` defaults of the same layer).
+pub const USER_DOMAIN_GROUP: [Field; 4] = [
+    Field::UserDomainId,
+    Field::UserDomainName,
+    Field::DomainId,
+    Field::DomainName,
+];
+/// The project's domain (with the `--domain-*` defaults of the same layer).
+pub const PROJECT_DOMAIN_GROUP: [Field; 4] = [
+    Field::ProjectDomainId,
+    Field::ProjectDomainName,
+    Field::DomainId,
+    Field::DomainName,
+];
+/// Settings that decide the flow: an explicit type, or a credential implying one.
+const FLOW_FIELDS: [Field; 8] = [
+    Field::AuthType,
+    Field::UserId,
+    Field::AppCredId,
+    Field::AppCredName,
+    Field::AppCredSecret,
+    Field::Token,
+    Field::Password,
+    Field::UserName,
+];
+
+impl<'a> Layers<'a> {
+    /// The first layer that sets any field of `group`.
+    pub fn group(&self, group: &[Field]) -> Option<&'a Layer> {
+        self.0.iter().find(|l| l.has_any(group))
+    }
+}
+
+fn text_of(layer: Option<&Layer>, field: Field) -> Option<String> {
+    layer
+        .and_then(|l| l.get(field))
+        .map(|v| v.expose().to_string())
+}
+
+/// The URL as it may appear in a message: no user info, no query, no fragment (they may hold
+/// a password or a token). Works on text that is not a URL at all, too.
+pub fn redact_url(raw: &str) -> String {
+    let raw = raw.trim();
+    let (head, cut) = match raw.find(['?', '#']) {
+        Some(i) => (&raw[..i], true),
+        None => (raw, false),
+    };
+    let (scheme, rest) = match head.find("://") {
+        Some(i) => (&head[..i + 3], &head[i + 3..]),
+        None => ("", head),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(i) => format!("<redacted>@{}", &authority[i + 1..]),
+        None => authority.to_string(),
+    };
+    let mut out = format!("{scheme}{authority}{path}");
+    if cut {
+        out.push_str("?<redacted>");
+    }
+    out
+}
+
 /// Decides the flow and checks that every non-secret setting it needs is there.
 pub fn resolve(layers: &[Layer]) -> Result<Plan, SettingsError> {
     let l = Layers(layers);
@@ -576,34 +652,41 @@ pub fn resolve(layers: &[Layer]) -> Result<Plan, SettingsError> {
         field: Field::AuthUrl,
         alternative: None,
     })?;
-    let url = normalize_url(url_raw.0.expose()).map_err(|reason| SettingsError::Invalid {
-        field: Field::AuthUrl,
-        value: url_raw.0.expose().to_string(),
-        origin: url_raw.1.to_string(),
-        reason,
+    let url = normalize_url(url_raw.0.expose()).map_err(|reason| {
+        // normalize_url quotes the URL it got: quote the redacted one instead.
+        let raw = url_raw.0.expose().trim();
+        let shown = redact_url(raw);
+        SettingsError::Invalid {
+            field: Field::AuthUrl,
+            reason: reason.replace(&format!("{raw:?}"), &format!("{shown:?}")),
+            value: shown,
+            origin: url_raw.1.to_string(),
+        }
     })?;
-    let auth_type = match l.get(Field::AuthType) {
-        Some((v, origin)) => AuthType::parse(v.expose()).ok_or_else(|| SettingsError::Invalid {
+    // The flow: the first layer that names a type or holds a credential decides it.
+    let flow_layer = l.group(&FLOW_FIELDS);
+    let auth_type = match flow_layer.and_then(|fl| fl.get(Field::AuthType).map(|v| (v, fl))) {
+        Some((v, fl)) => AuthType::parse(v.expose()).ok_or_else(|| SettingsError::Invalid {
             field: Field::AuthType,
             value: v.expose().to_string(),
-            origin: origin.to_string(),
+            origin: fl.origin.to_string(),
             reason: "must be v3applicationcredential, password or token".into(),
         })?,
-        None => infer(layers),
+        None => flow_layer.map(infer_one).unwrap_or(AuthType::Password),
     };
     let user_domain = || {
+        let d = l.group(&USER_DOMAIN_GROUP);
         (
-            l.text(Field::UserDomainId)
-                .or_else(|| l.text(Field::DomainId)),
-            l.text(Field::UserDomainName)
-                .or_else(|| l.text(Field::DomainName)),
+            text_of(d, Field::UserDomainId).or_else(|| text_of(d, Field::DomainId)),
+            text_of(d, Field::UserDomainName).or_else(|| text_of(d, Field::DomainName)),
         )
     };
     let user = || -> Option<UserRef> {
-        if let Some(id) = l.text(Field::UserId) {
+        let u = l.group(&USER_GROUP);
+        if let Some(id) = text_of(u, Field::UserId) {
             return Some(UserRef::Id(id));
         }
-        let name = l.text(Field::UserName)?;
+        let name = text_of(u, Field::UserName)?;
         let (domain_id, domain_name) = user_domain();
         Some(UserRef::Name {
             name,
@@ -612,26 +695,29 @@ pub fn resolve(layers: &[Layer]) -> Result<Plan, SettingsError> {
         })
     };
     let scope = || {
-        if let Some(id) = l.text(Field::ProjectId) {
+        let p = l.group(&PROJECT_GROUP);
+        if let Some(id) = text_of(p, Field::ProjectId) {
             return Scope::ProjectId(id);
         }
-        match l.text(Field::ProjectName) {
-            Some(name) => Scope::ProjectName {
-                name,
-                domain_id: l
-                    .text(Field::ProjectDomainId)
-                    .or_else(|| l.text(Field::DomainId)),
-                domain_name: l
-                    .text(Field::ProjectDomainName)
-                    .or_else(|| l.text(Field::DomainName)),
-            },
+        match text_of(p, Field::ProjectName) {
+            Some(name) => {
+                let d = l.group(&PROJECT_DOMAIN_GROUP);
+                Scope::ProjectName {
+                    name,
+                    domain_id: text_of(d, Field::ProjectDomainId)
+                        .or_else(|| text_of(d, Field::DomainId)),
+                    domain_name: text_of(d, Field::ProjectDomainName)
+                        .or_else(|| text_of(d, Field::DomainName)),
+                }
+            }
             None => Scope::Unscoped,
         }
     };
     let method = match auth_type {
         AuthType::ApplicationCredential => {
-            let id = l.text(Field::AppCredId);
-            let name = l.text(Field::AppCredName);
+            let ac = l.group(&APP_CRED_GROUP);
+            let id = text_of(ac, Field::AppCredId);
+            let name = text_of(ac, Field::AppCredName);
             let owner = if id.is_none() {
                 if name.is_none() {
                     return Err(SettingsError::Missing {
@@ -696,20 +782,15 @@ pub fn resolve(layers: &[Layer]) -> Result<Plan, SettingsError> {
     })
 }
 
-/// The flow when none is named: decided by the first layer that says anything about it.
-fn infer(layers: &[Layer]) -> AuthType {
-    for layer in layers {
-        if layer.has_any(&APP_CRED_FIELDS) {
-            return AuthType::ApplicationCredential;
-        }
-        if layer.has_any(&[Field::Token]) {
-            return AuthType::Token;
-        }
-        if layer.has_any(&[Field::Password, Field::UserName, Field::UserId]) {
-            return AuthType::Password;
-        }
+/// The flow a layer implies when it names none.
+fn infer_one(layer: &Layer) -> AuthType {
+    if layer.has_any(&APP_CRED_FIELDS) {
+        AuthType::ApplicationCredential
+    } else if layer.has_any(&[Field::Token]) {
+        AuthType::Token
+    } else {
+        AuthType::Password
     }
-    AuthType::Password
 }
 
 #[cfg(test)]
@@ -797,6 +878,196 @@ mod tests {
                 secret: Some(Secret::new("s"))
             }
         );
+    }
+
+    fn cloud_origin() -> Origin {
+        Origin::Cloud {
+            name: "c".into(),
+            file: "clouds.yaml".into(),
+        }
+    }
+
+    /// Mixed layers: each group (user, project, application credential, user domain, project
+    /// domain, flow) is decided by the first layer that sets any of its members.
+    #[test]
+    fn mixed_layer_precedence_table() {
+        type Row = (
+            &'static str,
+            &'static [(Field, &'static str)],
+            &'static [(Field, &'static str)],
+            &'static [(Field, &'static str)],
+            &'static str,
+        );
+        let table: &[Row] = &[
+            (
+                "--project-name beats OS_PROJECT_ID",
+                &[(Field::ProjectName, "flag-p")],
+                &[
+                    (Field::ProjectId, "env-pid"),
+                    (Field::UserId, "u"),
+                    (Field::Password, "pw"),
+                ],
+                &[],
+                "password user_id=u project_name=flag-p project_domain_id= project_domain_name=",
+            ),
+            (
+                "--user-name beats OS_USER_ID",
+                &[(Field::UserName, "alice"), (Field::UserDomainName, "k8s")],
+                &[(Field::UserId, "env-uid"), (Field::Password, "pw")],
+                &[],
+                "password user_name=alice user_domain_id= user_domain_name=k8s unscoped",
+            ),
+            (
+                "--application-credential-name beats OS_APPLICATION_CREDENTIAL_ID",
+                &[
+                    (Field::AppCredName, "kubectl"),
+                    (Field::UserName, "alice"),
+                    (Field::UserDomainName, "k8s"),
+                ],
+                &[(Field::AppCredId, "env-ac"), (Field::AppCredSecret, "s")],
+                &[],
+                "application_credential name=kubectl user_name=alice user_domain_id= user_domain_name=k8s",
+            ),
+            (
+                "--user-domain-name beats OS_USER_DOMAIN_ID",
+                &[(Field::UserDomainName, "flag-d")],
+                &[
+                    (Field::UserDomainId, "env-did"),
+                    (Field::UserName, "alice"),
+                    (Field::Password, "pw"),
+                ],
+                &[],
+                "password user_name=alice user_domain_id= user_domain_name=flag-d unscoped",
+            ),
+            (
+                "--domain-name beats OS_USER_DOMAIN_ID and OS_PROJECT_DOMAIN_ID",
+                &[(Field::DomainName, "flag-d")],
+                &[
+                    (Field::UserDomainId, "env-udid"),
+                    (Field::ProjectDomainId, "env-pdid"),
+                    (Field::UserName, "alice"),
+                    (Field::ProjectName, "p"),
+                    (Field::Password, "pw"),
+                ],
+                &[],
+                "password user_name=alice user_domain_id= user_domain_name=flag-d project_name=p project_domain_id= project_domain_name=flag-d",
+            ),
+            (
+                "--project-domain-id beats OS_PROJECT_DOMAIN_NAME",
+                &[(Field::ProjectDomainId, "flag-pdid")],
+                &[
+                    (Field::ProjectDomainName, "env-pd"),
+                    (Field::UserId, "u"),
+                    (Field::ProjectName, "p"),
+                    (Field::Password, "pw"),
+                ],
+                &[],
+                "password user_id=u project_name=p project_domain_id=flag-pdid project_domain_name=",
+            ),
+            (
+                "application-credential flags beat OS_AUTH_TYPE=password",
+                &[(Field::AppCredId, "flag-ac"), (Field::AppCredSecret, "s")],
+                &[
+                    (Field::AuthType, "password"),
+                    (Field::UserName, "bob"),
+                    (Field::Password, "pw"),
+                ],
+                &[],
+                "application_credential id=flag-ac",
+            ),
+            (
+                "--password beats OS_AUTH_TYPE=v3applicationcredential of the environment",
+                &[(Field::UserName, "alice"), (Field::Password, "pw")],
+                &[
+                    (Field::AuthType, "v3applicationcredential"),
+                    (Field::AppCredId, "env-ac"),
+                ],
+                &[],
+                "password user_name=alice user_domain_id= user_domain_name= unscoped",
+            ),
+            (
+                "OS_AUTH_TYPE of the environment beats the cloud's credential",
+                &[],
+                &[(Field::AuthType, "token"), (Field::Token, "t")],
+                &[(Field::AppCredId, "cloud-ac"), (Field::AppCredSecret, "s")],
+                "token",
+            ),
+            (
+                "the environment's project beats the cloud's, the cloud fills the rest",
+                &[],
+                &[(Field::ProjectName, "env-p"), (Field::Password, "pw")],
+                &[
+                    (Field::ProjectId, "cloud-pid"),
+                    (Field::UserName, "alice"),
+                    (Field::UserDomainId, "cloud-ud"),
+                    (Field::ProjectDomainName, "cloud-pd"),
+                ],
+                "password user_name=alice user_domain_id=cloud-ud user_domain_name= project_name=env-p project_domain_id= project_domain_name=cloud-pd",
+            ),
+            (
+                "the application credential's secret is a field of its own",
+                &[(Field::AppCredSecret, "flag-s")],
+                &[
+                    (Field::AppCredId, "env-ac"),
+                    (Field::AppCredSecret, "env-s"),
+                ],
+                &[(Field::AppCredName, "cloud-n")],
+                "application_credential id=env-ac",
+            ),
+        ];
+        for (what, flags, env, cloud) in table.iter().map(|r| (r.0, r.1, r.2, r.3)) {
+            let mut env_pairs = vec![URL];
+            env_pairs.extend_from_slice(env);
+            let layers = [
+                layer(Origin::Flags, flags),
+                layer(Origin::Environment, &env_pairs),
+                layer(cloud_origin(), cloud),
+            ];
+            let want = table.iter().find(|r| r.0 == what).map(|r| r.4).unwrap();
+            let plan = resolve(&layers).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let got = plan.identity();
+            if want == "token" {
+                assert_eq!(plan.auth_type(), AuthType::Token, "{what}");
+            } else {
+                assert_eq!(got, want, "{what}");
+            }
+        }
+        // The secret follows its own field: the flag's secret with the environment's id.
+        let plan = resolve(&[
+            layer(Origin::Flags, &[(Field::AppCredSecret, "flag-s")]),
+            layer(Origin::Environment, &[URL, (Field::AppCredId, "ac")]),
+        ])
+        .unwrap();
+        assert!(matches!(
+            plan.auth_request().unwrap(),
+            AuthRequest::ApplicationCredential { secret, .. } if secret == Secret::new("flag-s")
+        ));
+    }
+
+    #[test]
+    fn url_with_user_info_or_query_is_redacted_in_errors() {
+        for raw in [
+            "ftp://user:SEKRET@ks:5000",
+            "http://user:SEKRET@ks:5000/v3",
+            "http://ks:5000/v3?token=SEKRET",
+            "http://ks:5000/v3#SEKRET",
+            "user:SEKRET@ks",
+            "http://user:SEKRET@",
+        ] {
+            let err = resolve(&[layer(
+                Origin::Environment,
+                &[(Field::AuthUrl, raw), (Field::AppCredId, "x")],
+            )])
+            .unwrap_err();
+            let msg = err.to_string();
+            assert!(!msg.contains("SEKRET"), "{raw}: {msg}");
+            assert!(msg.contains("OS_AUTH_URL"), "{msg}");
+        }
+        assert_eq!(
+            redact_url("https://a:b@ks.example:5000/v3?x=1"),
+            "https://<redacted>@ks.example:5000/v3?<redacted>"
+        );
+        assert_eq!(redact_url("https://ks/v3"), "https://ks/v3");
     }
 
     #[test]

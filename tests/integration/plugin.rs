@@ -131,7 +131,20 @@ impl Sandbox {
             .append(true)
             .open(log_dir().join("plugin-stderr.log"))
             .unwrap();
-        writeln!(log, "== {program} {args:?}\n{}", run.stderr).unwrap();
+        // The values of secret flags are not logged.
+        let shown: Vec<&str> = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let after_secret_flag = i > 0
+                    && matches!(
+                        args[i - 1],
+                        "--token" | "--password" | "--application-credential-secret"
+                    );
+                if after_secret_flag { "<redacted>" } else { a }
+            })
+            .collect();
+        writeln!(log, "== {program} {shown:?}\n{}", run.stderr).unwrap();
         run
     }
 
@@ -1354,4 +1367,128 @@ async fn kubeconfig_checks_the_credential_and_never_stores_a_password_or_a_token
     let err = run.failed();
     assert!(err.contains("--create-application-credential"), "{err}");
     assert!(!err.contains(&session));
+}
+
+/// Each group of settings (user, project, application credential, domains, flow) is decided by
+/// the first layer that sets any of its members: flags beat a shell's openrc whose variables
+/// name the same thing differently (an id where the flag gives a name).
+#[tokio::test]
+async fn flags_beat_an_openrc_that_names_the_same_things_by_id() {
+    let _ks = KEYSTONE.read().await;
+    let svc = Service::start(Options::default()).await;
+    let sb = Sandbox::new();
+    let url = env("KS_URL");
+    let password = env("KS_ALICE_PASSWORD");
+    // bob's openrc, by ids, with the type of flow spelled out.
+    let openrc = vec![
+        ("OS_AUTH_URL", url.clone()),
+        ("OS_AUTH_TYPE", "password".to_string()),
+        ("OS_USER_ID", env("KS_BOB_ID")),
+        ("OS_USER_DOMAIN_ID", "default".to_string()),
+        ("OS_PASSWORD", env("KS_BOB_PASSWORD")),
+        ("OS_PROJECT_ID", env("KS_OTHER_PROJECT_ID")),
+        ("OS_PROJECT_DOMAIN_ID", "default".to_string()),
+        ("OS_APPLICATION_CREDENTIAL_ID", env("KS_AC_KUBECTL_RO_ID")),
+    ];
+    // --user-name / --project-name / --user-domain-name / --project-domain-name beat the ids.
+    let t = sb
+        .plugin(
+            &[
+                "--no-cache",
+                "--user-name",
+                "alice",
+                "--user-domain-name",
+                "k8s",
+                "--password",
+                &password,
+                "--project-name",
+                "team-a",
+                "--project-domain-name",
+                "k8s",
+            ],
+            &openrc,
+        )
+        .await
+        .token();
+    assert_is_alice(&svc, &t, true).await;
+    // Application-credential flags (by name) beat OS_AUTH_TYPE=password, OS_USER_ID and
+    // OS_APPLICATION_CREDENTIAL_ID of the environment.
+    let t = sb
+        .plugin(
+            &[
+                "--no-cache",
+                "--application-credential-name",
+                "kubectl",
+                "--application-credential-secret",
+                &env("KS_AC_KUBECTL_SECRET"),
+                "--user-name",
+                "alice",
+                "--user-domain-name",
+                "k8s",
+            ],
+            &openrc,
+        )
+        .await
+        .token();
+    assert_is_alice(&svc, &t, true).await;
+}
+
+/// The reference plugin's password flags, and --token, against Keystone.
+#[tokio::test]
+async fn reference_password_flags_and_the_token_flag_get_alice_a_token() {
+    let _ks = KEYSTONE.read().await;
+    let ks = Keystone::get();
+    let svc = Service::start(Options::default()).await;
+    let sb = Sandbox::new();
+    let url = env("KS_URL");
+    let password = env("KS_ALICE_PASSWORD");
+    let t = sb
+        .plugin(
+            &[
+                "--no-cache",
+                "--keystone-url",
+                &url,
+                "--user-name",
+                "alice",
+                "--password",
+                &password,
+                "--project-name",
+                "team-a",
+                "--domain-name",
+                "k8s",
+            ],
+            &[],
+        )
+        .await
+        .token();
+    assert_is_alice(&svc, &t, true).await;
+    let session = ks.alice().await;
+    let run = sb
+        .plugin(
+            &["--no-cache", "--keystone-url", &url, "--token", &session],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        run.token(),
+        session,
+        "an unscoped --token is handed out as it is"
+    );
+    let t = sb
+        .plugin(
+            &[
+                "--no-cache",
+                "--keystone-url",
+                &url,
+                "--token",
+                &session,
+                "--project-id",
+                &env("KS_PROJECT_ID"),
+            ],
+            &[],
+        )
+        .await
+        .token();
+    assert_ne!(t, session);
+    assert_is_alice(&svc, &t, true).await;
 }
