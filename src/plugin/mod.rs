@@ -54,17 +54,53 @@ pub struct Process<'a> {
 }
 
 /// Flags, environment and the cloud of clouds.yaml, highest first.
+///
+/// A cloud named by `OS_CLOUD` (not by `--os-cloud`) that cannot be loaded, or that names a TLS
+/// file that does not exist, is skipped with a warning when the flags and the environment
+/// already make a complete credential: a stray `OS_CLOUD` in the shell must not break a
+/// kubeconfig that carries everything itself.
 pub fn layers(args: &CredentialArgs, ctx: &Process<'_>) -> Result<Vec<Layer>> {
     let mut out = vec![args.layer(), Layer::from_env(ctx.env)];
-    let cloud = args
-        .os_cloud
-        .clone()
-        .filter(|s| !s.is_empty())
-        .or_else(|| (ctx.env)("OS_CLOUD").filter(|s| !s.is_empty()));
-    if let Some(name) = cloud {
-        out.push(clouds::load(&name, ctx.env, ctx.cwd.clone())?);
+    let flag = args.os_cloud.clone().filter(|s| !s.is_empty());
+    let from_flag = flag.is_some();
+    let cloud = flag.or_else(|| (ctx.env)("OS_CLOUD").filter(|s| !s.is_empty()));
+    let Some(name) = cloud else {
+        return Ok(out);
+    };
+    let loaded =
+        clouds::load(&name, ctx.env, ctx.cwd.clone()).and_then(|layer| {
+            match missing_file(&layer) {
+                Some((field, path)) => Err(anyhow::anyhow!(
+                    "cloud {name:?}: its {} {} does not exist",
+                    field.describe(),
+                    path.display()
+                )),
+                None => Ok(layer),
+            }
+        });
+    match loaded {
+        Ok(layer) => out.push(layer),
+        Err(e) if !from_flag && complete(&out) => {
+            warn!(
+                "ignoring OS_CLOUD={name:?}: {e:#}; the flags and the environment hold a complete credential"
+            );
+        }
+        Err(e) => return Err(e),
     }
     Ok(out)
+}
+
+/// A TLS file named by a layer that does not exist.
+fn missing_file(layer: &Layer) -> Option<(Field, PathBuf)> {
+    [Field::CaCert, Field::Cert, Field::Key]
+        .into_iter()
+        .filter_map(|f| layer.get(f).map(|v| (f, PathBuf::from(v.expose()))))
+        .find(|(_, p)| !p.exists())
+}
+
+/// Whether these layers resolve to a plan with nothing missing.
+fn complete(layers: &[Layer]) -> bool {
+    settings::resolve(layers).is_ok_and(|plan| plan.missing_secret().is_none())
 }
 
 const NOT_INTERACTIVE: &str = "(not asking on the terminal: kubectl runs this plugin non-interactively; set interactiveMode: IfAvailable in the kubeconfig to allow it)";
@@ -389,6 +425,27 @@ async fn mint(
     Ok(env)
 }
 
+/// Adds every `OS_*` variable of the settings that `env` does not set, with an empty value, and
+/// an empty `OS_CLOUD`: kubectl passes its own environment to the plugin, and a variable of the
+/// user's shell (an openrc's `OS_USER_ID`, a stray `OS_CLOUD`) must not mix with the
+/// kubeconfig's credential. Only the password of the password flow is left to the shell.
+fn blank_unused(env: &mut Vec<(String, Secret)>) {
+    let keep_password = env.iter().any(|(k, v)| {
+        k == Field::AuthType.var() && v.expose() == settings::AuthType::Password.as_str()
+    });
+    let mut blank: Vec<&str> = Field::ALL
+        .iter()
+        .filter(|f| !(keep_password && **f == Field::Password))
+        .map(|f| f.var())
+        .collect();
+    blank.extend(["OS_AUTH_TOKEN", "OS_CLOUD"]);
+    for var in blank {
+        if !env.iter().any(|(k, _)| k == var) {
+            env.push((var.to_string(), Secret::new("")));
+        }
+    }
+}
+
 /// The `kubeconfig` subcommand.
 pub async fn kubeconfig(
     cred: &CredentialArgs,
@@ -416,7 +473,7 @@ pub async fn kubeconfig(
     let interactive = ctx.stdin_is_terminal;
     let mut layers = layers(cred, ctx)?;
     let mut plan = resolve(&mut layers, interactive)?;
-    let (env, interactive_mode) = match &args.create_application_credential {
+    let (mut env, interactive_mode) = match &args.create_application_credential {
         Some(name) => {
             if let Some(e) = &args.expires_at {
                 parse_rfc3339(e).map_err(|_| {
@@ -499,6 +556,7 @@ pub async fn kubeconfig(
             (env, mode)
         }
     };
+    blank_unused(&mut env);
     let context = args
         .context_name
         .clone()

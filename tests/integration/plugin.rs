@@ -1040,9 +1040,9 @@ async fn minted_credential_from_a_session_token_works_with_kubectl() {
     let id = kubeconfig_env(&doc, "OS_APPLICATION_CREDENTIAL_ID").unwrap();
     assert!(kubeconfig_env(&doc, "OS_APPLICATION_CREDENTIAL_SECRET").is_some_and(|s| s.len() > 20));
     assert_eq!(
-        kubeconfig_env(&doc, "OS_TOKEN"),
-        None,
-        "the session token is not kept"
+        kubeconfig_env(&doc, "OS_TOKEN").as_deref(),
+        Some(""),
+        "the session token is not kept (the variable is blanked)"
     );
     assert!(!std::fs::read_to_string(&kc).unwrap().contains(&session));
     // Keystone has it, with only the asked role.
@@ -1491,4 +1491,119 @@ async fn reference_password_flags_and_the_token_flag_get_alice_a_token() {
         .token();
     assert_ne!(t, session);
     assert_is_alice(&svc, &t, true).await;
+}
+
+/// A generated kubeconfig carries its whole credential and blanks every other OS_* variable
+/// and OS_CLOUD: the user's shell (an openrc of someone else, a stray OS_CLOUD) cannot leak
+/// into it. A cloud that cannot be loaded is only a warning when the credential is complete.
+#[tokio::test]
+async fn a_stray_os_cloud_or_openrc_in_the_shell_does_not_break_a_generated_kubeconfig() {
+    let _ks = KEYSTONE.read().await;
+    let svc = Service::start(Options::default()).await;
+    let api = FakeApiserver::start(&svc).await;
+    let sb = Sandbox::new();
+    let kc = sb.path("kubeconfig");
+    let kc_s = kc.to_str().unwrap();
+    let ca = api.ca_file.to_str().unwrap().to_string();
+    // An application credential by name and user: the kubeconfig has OS_USERNAME.
+    let run = sb
+        .plugin(
+            &[
+                "kubeconfig",
+                "--server",
+                &api.url,
+                "--certificate-authority",
+                &ca,
+                "--command",
+                PLUGIN,
+                "--output",
+                kc_s,
+            ],
+            &[
+                ("OS_AUTH_URL", env("KS_URL")),
+                ("OS_APPLICATION_CREDENTIAL_NAME", "kubectl".into()),
+                ("OS_USERNAME", "alice".into()),
+                ("OS_USER_DOMAIN_NAME", "k8s".into()),
+                (
+                    "OS_APPLICATION_CREDENTIAL_SECRET",
+                    env("KS_AC_KUBECTL_SECRET"),
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let doc = read_yaml(&kc);
+    for blank in [
+        "OS_CLOUD",
+        "OS_USER_ID",
+        "OS_PROJECT_ID",
+        "OS_PASSWORD",
+        "OS_TOKEN",
+    ] {
+        assert_eq!(
+            kubeconfig_env(&doc, blank).as_deref(),
+            Some(""),
+            "{blank} is blanked"
+        );
+    }
+    assert_eq!(
+        kubeconfig_env(&doc, "OS_USERNAME").as_deref(),
+        Some("alice")
+    );
+    // bob's openrc and a stray OS_CLOUD (no clouds.yaml anywhere) in kubectl's environment.
+    let shell = [
+        ("OS_CLOUD", "mycloud".to_string()),
+        ("OS_AUTH_TYPE", "password".to_string()),
+        ("OS_USER_ID", env("KS_BOB_ID")),
+        ("OS_PASSWORD", env("KS_BOB_PASSWORD")),
+        ("OS_PROJECT_ID", env("KS_OTHER_PROJECT_ID")),
+        ("OS_APPLICATION_CREDENTIAL_ID", env("KS_AC_KUBECTL_RO_ID")),
+    ];
+    let kubectl = kubectl();
+    let ok = sb
+        .run_program(
+            kubectl.to_str().unwrap(),
+            &["--kubeconfig", kc_s, "get", "--raw", "/api"],
+            &shell,
+        )
+        .await;
+    assert_eq!(ok.code, Some(0), "kubectl failed: {}", ok.stderr);
+    let t = cache_files(&sb);
+    assert_eq!(t.len(), 1);
+    let cached: Value = serde_json::from_str(&std::fs::read_to_string(&t[0]).unwrap()).unwrap();
+    let token = cached["token"].as_str().unwrap().to_string();
+    record_issued(&token);
+    assert_is_alice(&svc, &token, true).await;
+
+    // The plugin itself: a complete credential in the environment and OS_CLOUD naming a cloud
+    // that is nowhere: a warning.
+    let mut complete = app_cred_env();
+    complete.push(("OS_CLOUD", "mycloud".into()));
+    let run = sb.plugin(&["--no-cache"], &complete).await;
+    let t = run.token();
+    assert_is_alice(&svc, &t, true).await;
+    assert!(run.stderr.contains("ignoring OS_CLOUD"), "{}", run.stderr);
+    // ... a cloud whose cacert does not exist: a warning too.
+    let clouds = sb.path("clouds.yaml");
+    std::fs::write(
+        &clouds,
+        "clouds:\n  mycloud:\n    cacert: /nonexistent/ca.pem\n    auth:\n      auth_url: https://127.0.0.1:1/v3\n",
+    )
+    .unwrap();
+    let run = sb.plugin(&["--no-cache"], &complete).await;
+    let t = run.token();
+    assert_is_alice(&svc, &t, true).await;
+    assert!(run.stderr.contains("/nonexistent/ca.pem"), "{}", run.stderr);
+    // Without a complete credential the cloud's problem is the error.
+    std::fs::remove_file(&clouds).unwrap();
+    let bad = sb
+        .plugin(
+            &["--no-cache"],
+            &[
+                ("OS_AUTH_URL", env("KS_URL")),
+                ("OS_CLOUD", "mycloud".into()),
+            ],
+        )
+        .await;
+    assert!(bad.failed().contains("no clouds.yaml"), "{}", bad.stderr);
 }
