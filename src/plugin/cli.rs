@@ -163,13 +163,13 @@ pub struct KubeconfigArgs {
     /// The API server's CA certificate (PEM), embedded in the kubeconfig
     #[arg(long, value_name = "FILE")]
     pub certificate_authority: Option<PathBuf>,
-    /// Name of the cluster entry
-    #[arg(long, value_name = "NAME", default_value = "kubernetes")]
-    pub cluster_name: String,
-    /// Name of the user entry
-    #[arg(long, value_name = "NAME", default_value = "keystone")]
-    pub kube_user: String,
-    /// Name of the context entry [default: <kube-user>@<cluster-name>]
+    /// Name of the cluster entry [default: the --server host, with its port if given]
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
+    /// Name of the user entry [default: keystone@<cluster-name>]
+    #[arg(long, value_name = "NAME")]
+    pub kube_user: Option<String>,
+    /// Name of the context entry [default: <kube-user>@<cluster-name>, keystone@<cluster-name>]
     #[arg(long, value_name = "NAME")]
     pub context_name: Option<String>,
     /// Namespace of the context
@@ -201,8 +201,9 @@ pub struct KubeconfigArgs {
     /// Write the kubeconfig to this new file (mode 0600) instead of stdout
     #[arg(long, short = 'o', value_name = "FILE", conflicts_with = "merge")]
     pub output: Option<PathBuf>,
-    /// Overwrite the --output file if it exists
-    #[arg(long, requires = "output")]
+    /// Overwrite the --output file if it exists; with --merge, replace entries of the same
+    /// name that this tool did not write
+    #[arg(long)]
     pub force: bool,
     /// Merge into a kubeconfig (default: the first file of $KUBECONFIG, else ~/.kube/config),
     /// keeping its other entries and making the new context current

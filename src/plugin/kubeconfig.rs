@@ -38,6 +38,41 @@ pub struct Spec {
     pub interactive_mode: &'static str,
 }
 
+/// Name of the extension that marks the entries this tool wrote (in `extensions` of the
+/// cluster, the context and the user), so that `--merge` replaces only its own entries.
+pub const MARK: &str = "kubectl-keystone-auth";
+
+fn mark() -> Value {
+    Value::Sequence(vec![map(vec![
+        ("name", s(MARK)),
+        ("extension", map(vec![("generated-by", s(MARK))])),
+    ])])
+}
+
+/// Whether an entry of `section` (`clusters`, `contexts`, `users`) was written by this tool:
+/// it carries the [`MARK`] extension (or, for a user of an older version, the install hint).
+pub fn is_ours(section: &str, entry: &Value) -> bool {
+    let inner = match section {
+        "clusters" => entry.get("cluster"),
+        "contexts" => entry.get("context"),
+        _ => entry.get("user"),
+    };
+    let Some(inner) = inner else {
+        return false;
+    };
+    let marked = inner
+        .get("extensions")
+        .and_then(Value::as_sequence)
+        .is_some_and(|exts| exts.iter().any(|e| e.get("name") == Some(&s(MARK))));
+    let old_user = section == "users"
+        && inner
+            .get("exec")
+            .and_then(|e| e.get("installHint"))
+            .and_then(Value::as_str)
+            == Some(INSTALL_HINT);
+    marked || old_user
+}
+
 fn s(v: &str) -> Value {
     Value::String(v.to_string())
 }
@@ -60,10 +95,12 @@ pub fn generate(spec: &Spec) -> Value {
             s(&base64::engine::general_purpose::STANDARD.encode(pem)),
         ));
     }
+    cluster.push(("extensions", mark()));
     let mut context = vec![("cluster", s(&spec.cluster)), ("user", s(&spec.user))];
     if let Some(ns) = &spec.namespace {
         context.push(("namespace", s(ns)));
     }
+    context.push(("extensions", mark()));
     let env: Vec<Value> = spec
         .env
         .iter()
@@ -103,16 +140,20 @@ pub fn generate(spec: &Spec) -> Value {
             "users",
             Value::Sequence(vec![map(vec![
                 ("name", s(&spec.user)),
-                ("user", map(vec![("exec", map(exec))])),
+                (
+                    "user",
+                    map(vec![("exec", map(exec)), ("extensions", mark())]),
+                ),
             ])]),
         ),
     ])
 }
 
 /// Merges `new` (from [`generate`]) into `existing`: entries of `clusters`, `contexts` and
-/// `users` with the same name are replaced, others are kept as they are, new ones appended;
+/// `users` with the same name are replaced when this tool wrote them (see [`is_ours`]) or when
+/// `force`, and refused otherwise; others are kept as they are, new ones appended;
 /// `current-context` becomes the new context; every other key is kept.
-pub fn merge(existing: Value, new: &Value) -> Result<Value> {
+pub fn merge(existing: Value, new: &Value, force: bool) -> Result<Value> {
     let mut root = match existing {
         Value::Null => Mapping::new(),
         Value::Mapping(m) => m,
@@ -141,7 +182,18 @@ pub fn merge(existing: Value, new: &Value) -> Result<Value> {
                 .iter_mut()
                 .find(|e| name.is_some() && e.get("name") == name.as_ref())
             {
-                Some(old) => *old = entry,
+                Some(old) if force || is_ours(section, old) => *old = entry,
+                Some(_) => {
+                    let (kind, flag) = match section {
+                        "clusters" => ("cluster", "--cluster-name"),
+                        "contexts" => ("context", "--context-name"),
+                        _ => ("user", "--kube-user"),
+                    };
+                    let shown = name.as_ref().and_then(Value::as_str).unwrap_or("?");
+                    bail!(
+                        "it already has a {kind} named {shown:?} that kubectl-keystone-auth did not write: choose another name with {flag}, or add --force to replace it"
+                    );
+                }
                 None => list.push(entry),
             }
         }
@@ -237,7 +289,17 @@ current-context: prod
 "#,
         )
         .unwrap();
-        let merged = merge(existing, &generate(&spec())).unwrap();
+        // "garr" is someone else's cluster: refused without --force.
+        let err = merge(existing.clone(), &generate(&spec()), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cluster named \"garr\"")
+                && err.contains("--cluster-name")
+                && err.contains("--force"),
+            "{err}"
+        );
+        let merged = merge(existing, &generate(&spec()), true).unwrap();
         let clusters = merged["clusters"].as_sequence().unwrap();
         assert_eq!(clusters.len(), 2);
         assert_eq!(clusters[0]["cluster"]["server"], s("https://prod:6443"));
@@ -250,15 +312,49 @@ current-context: prod
         assert_eq!(merged["users"].as_sequence().unwrap().len(), 2);
         assert_eq!(merged["current-context"], s("alice@garr"));
         assert_eq!(merged["preferences"]["colors"], Value::Bool(true));
+        // Our own entries are replaced without --force.
+        let mut other = spec();
+        other.server = "https://127.0.0.1:7443".into();
+        let again = merge(merged, &generate(&other), false).unwrap();
+        assert_eq!(again["clusters"].as_sequence().unwrap().len(), 2);
+        assert_eq!(
+            again["clusters"][1]["cluster"]["server"],
+            s("https://127.0.0.1:7443")
+        );
+    }
+
+    #[test]
+    fn entries_of_others_are_never_replaced_without_force() {
+        let generated = generate(&spec());
+        for (section, inner, flag) in [
+            ("contexts", "context", "--context-name"),
+            ("users", "user", "--kube-user"),
+        ] {
+            let name = generated[section][0]["name"].as_str().unwrap();
+            let text = format!("{section}:\n- name: {name}\n  {inner}: {{token: theirs}}\n");
+            let err = merge(parse(&text).unwrap(), &generated, false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(flag) && err.contains("--force"), "{err}");
+        }
+        // A user of an older version (no extension, our install hint) counts as ours.
+        let old = format!(
+            "users:\n- name: alice\n  user:\n    exec:\n      command: kubectl-keystone-auth\n      installHint: {:?}\n",
+            INSTALL_HINT
+        );
+        assert!(merge(parse(&old).unwrap(), &generated, false).is_ok());
+        for section in ["clusters", "contexts", "users"] {
+            assert!(is_ours(section, &generated[section][0]), "{section}");
+        }
     }
 
     #[test]
     fn merge_into_nothing_and_into_garbage() {
-        let merged = merge(parse("").unwrap(), &generate(&spec())).unwrap();
+        let merged = merge(parse("").unwrap(), &generate(&spec()), false).unwrap();
         assert_eq!(merged["users"].as_sequence().unwrap().len(), 1);
-        assert!(merge(parse("[1, 2]").unwrap(), &generate(&spec())).is_err());
-        assert!(merge(parse("users: 3").unwrap(), &generate(&spec())).is_err());
-        let merged = merge(parse("users: null").unwrap(), &generate(&spec())).unwrap();
+        assert!(merge(parse("[1, 2]").unwrap(), &generate(&spec()), false).is_err());
+        assert!(merge(parse("users: 3").unwrap(), &generate(&spec()), false).is_err());
+        let merged = merge(parse("users: null").unwrap(), &generate(&spec()), false).unwrap();
         assert_eq!(merged["users"].as_sequence().unwrap().len(), 1);
     }
 }

@@ -557,16 +557,26 @@ pub async fn kubeconfig(
         }
     };
     blank_unused(&mut env);
-    let context = args
-        .context_name
+    let cluster = args
+        .cluster_name
         .clone()
-        .unwrap_or_else(|| format!("{}@{}", args.kube_user, args.cluster_name));
+        .unwrap_or_else(|| default_cluster_name(&server));
+    let user = args
+        .kube_user
+        .clone()
+        .unwrap_or_else(|| format!("keystone@{cluster}"));
+    let context = args.context_name.clone().unwrap_or_else(|| {
+        format!(
+            "{}@{cluster}",
+            args.kube_user.as_deref().unwrap_or("keystone")
+        )
+    });
     let spec = kubeconfig::Spec {
         server: args.server.clone(),
         ca_pem,
-        cluster: args.cluster_name.clone(),
+        cluster,
         context,
-        user: args.kube_user.clone(),
+        user,
         namespace: args.namespace.clone(),
         command: args.command.clone(),
         args: vec![],
@@ -584,10 +594,20 @@ pub async fn kubeconfig(
         } else {
             PathBuf::from(path)
         };
-        merge_into(&path, &generated)?;
+        merge_into(&path, &generated, args.force)?;
         return Ok(Written::File(path));
     }
     Ok(Written::Stdout(kubeconfig::render(&generated)?))
+}
+
+/// The default cluster entry name: the server's host, with its port when the URL names one
+/// (`kubernetes`, kubeadm's name, would collide with entries of other tools).
+fn default_cluster_name(server: &url::Url) -> String {
+    let host = server.host_str().unwrap_or("kubernetes");
+    match server.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
 }
 
 /// The kubeconfig kubectl uses: the first file of `$KUBECONFIG`, else `~/.kube/config`.
@@ -651,9 +671,36 @@ fn replace_file(path: &Path, text: &str, mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// `path` with its symbolic links followed: the canonical path of an existing file, or, for a
+/// link to a file that does not exist yet, the path the link points to.
+fn resolve_links(path: &Path) -> Result<PathBuf> {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return Ok(p);
+    }
+    let mut p = path.to_path_buf();
+    // At most 40 links, as the kernel allows.
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&p)
+                    .with_context(|| format!("cannot read the link {}", p.display()))?;
+                p = match p.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    bail!("{}: too many levels of symbolic links", path.display())
+}
+
 /// Merges into an existing kubeconfig (created 0600 if missing; an existing file keeps its
 /// mode, tightened to drop access by others since it now holds a credential).
-fn merge_into(path: &Path, generated: &serde_yaml_ng::Value) -> Result<()> {
+fn merge_into(path: &Path, generated: &serde_yaml_ng::Value, force: bool) -> Result<()> {
+    // A symlinked kubeconfig (dotfiles) stays a link: the file it points to is replaced.
+    let resolved = resolve_links(path)?;
+    let path = resolved.as_path();
     let (existing, mode) = match std::fs::read_to_string(path) {
         Ok(text) => {
             let mode = std::fs::metadata(path)
@@ -668,7 +715,7 @@ fn merge_into(path: &Path, generated: &serde_yaml_ng::Value) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (serde_yaml_ng::Value::Null, 0o600),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let merged = kubeconfig::merge(existing, generated)
+    let merged = kubeconfig::merge(existing, generated, force)
         .with_context(|| format!("cannot merge into {}", path.display()))?;
     replace_file(path, &kubeconfig::render(&merged)?, mode)
 }

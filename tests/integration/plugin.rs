@@ -1167,7 +1167,7 @@ async fn merge_keeps_existing_entries() {
     };
     assert_eq!(names("clusters"), ["prod", "garr"]);
     assert_eq!(names("contexts"), ["prod", "keystone@garr"]);
-    assert_eq!(names("users"), ["admin", "keystone"]);
+    assert_eq!(names("users"), ["admin", "keystone@garr"]);
     assert_eq!(
         doc["users"][0]["user"]["token"].as_str(),
         Some("static-admin-token")
@@ -1606,4 +1606,93 @@ async fn a_stray_os_cloud_or_openrc_in_the_shell_does_not_break_a_generated_kube
         )
         .await;
     assert!(bad.failed().contains("no clouds.yaml"), "{}", bad.stderr);
+}
+
+/// --merge never replaces entries it did not write (kubeadm's `kubernetes` cluster) unless
+/// --force; default names come from the server's host; a symlinked kubeconfig stays a link.
+#[tokio::test]
+async fn merge_refuses_entries_of_others_and_keeps_a_symlinked_kubeconfig() {
+    let _ks = KEYSTONE.read().await;
+    let sb = Sandbox::new();
+    let kubeadm = "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n    server: https://10.0.0.1:6443\ncontexts:\n- name: kubernetes-admin@kubernetes\n  context:\n    cluster: kubernetes\n    user: kubernetes-admin\ncurrent-context: kubernetes-admin@kubernetes\nusers:\n- name: kubernetes-admin\n  user:\n    token: kubeadm-admin\n";
+    // The kubeconfig is a link into a dotfiles directory.
+    let dotfiles = sb.path("dotfiles");
+    std::fs::create_dir_all(&dotfiles).unwrap();
+    let real = dotfiles.join("kubeconfig");
+    std::fs::write(&real, kubeadm).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let kube = sb.path(".kube");
+    std::fs::create_dir_all(&kube).unwrap();
+    let link = kube.join("config");
+    std::os::unix::fs::symlink("../dotfiles/kubeconfig", &link).unwrap();
+    let link_s = link.to_str().unwrap();
+    let merge = |extra: &'static [&'static str]| {
+        let mut args = vec![
+            "kubeconfig",
+            "--server",
+            "https://127.0.0.1:6443",
+            "--merge",
+            link_s,
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    let run = sb.plugin(&merge(&[]), &app_cred_env()).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link was replaced by a file"
+    );
+    let doc = read_yaml(&real);
+    let names = |doc: &serde_yaml_ng::Value, section: &str| -> Vec<String> {
+        doc[section]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&doc, "clusters"), ["kubernetes", "127.0.0.1:6443"]);
+    assert_eq!(
+        names(&doc, "users"),
+        ["kubernetes-admin", "keystone@127.0.0.1:6443"]
+    );
+    assert_eq!(
+        doc["current-context"].as_str(),
+        Some("keystone@127.0.0.1:6443")
+    );
+    // Naming kubeadm's cluster is refused, and the file is left as it was ...
+    let before = std::fs::read_to_string(&real).unwrap();
+    let run = sb
+        .plugin(&merge(&["--cluster-name", "kubernetes"]), &app_cred_env())
+        .await;
+    let err = run.failed();
+    assert!(
+        err.contains("\"kubernetes\"") && err.contains("--cluster-name") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), before);
+    // ... unless --force.
+    let run = sb
+        .plugin(
+            &merge(&["--cluster-name", "kubernetes", "--force"]),
+            &app_cred_env(),
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let doc = read_yaml(&real);
+    assert_eq!(
+        doc["clusters"][0]["cluster"]["server"].as_str(),
+        Some("https://127.0.0.1:6443")
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(mode(&real), 0o600);
 }
