@@ -56,18 +56,28 @@ pub fn is_fresh(expires: SystemTime, now: SystemTime, margin: Duration) -> bool 
     now.checked_add(margin).is_some_and(|limit| expires > limit)
 }
 
-/// The cache directory: `$XDG_CACHE_HOME/kubectl-keystone-auth` or
-/// `$HOME/.cache/kubectl-keystone-auth`; `None` when neither variable is usable.
+/// The user's home directory: `$HOME` when it is absolute, else the home directory of the
+/// password database's entry for the real user id; `None` when neither is usable.
+pub fn home_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    env("HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+                .filter(|p| p.is_absolute())
+        })
+}
+
+/// The cache directory: `$XDG_CACHE_HOME/kubectl-keystone-auth`, else
+/// `<home>/.cache/kubectl-keystone-auth` (see [`home_dir`]); `None` when there is no home.
 pub fn default_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     let base = env("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
-        .or_else(|| {
-            env("HOME")
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-                .map(|h| h.join(".cache"))
-        })?;
+        .or_else(|| home_dir(env).map(|h| h.join(".cache")))?;
     Some(base.join(DIR_NAME))
 }
 
@@ -373,7 +383,24 @@ mod tests {
             default_dir(&env).unwrap(),
             PathBuf::from("/h/.cache/kubectl-keystone-auth")
         );
-        assert_eq!(default_dir(&|_: &str| None), None);
+        // HOME unset or relative: the password database's home directory.
+        let passwd = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .map(|u| u.dir)
+            .filter(|d| d.is_absolute())
+            .map(|d| d.join(".cache").join(DIR_NAME));
+        assert!(passwd.is_some(), "the test user has a home directory");
+        assert_eq!(default_dir(&|_: &str| None), passwd);
+        let relative = |k: &str| (k == "HOME").then(|| "relative/home".to_string());
+        assert_eq!(default_dir(&relative), passwd);
+        assert_eq!(
+            home_dir(&relative),
+            passwd
+                .as_ref()
+                .and_then(|p| p.parent())
+                .and_then(|p| p.parent())
+                .map(Path::to_path_buf)
+        );
     }
 
     #[test]

@@ -112,6 +112,10 @@ pub struct CredentialArgs {
     /// A cached token is renewed when it expires within this time (e.g. 30s, 5m, 1h)
     #[arg(long, global = true, value_name = "DURATION", default_value = "5m")]
     pub refresh_margin: String,
+    /// How long to wait for another run holding the token cache's lock before going on without
+    /// the cache
+    #[arg(long, global = true, value_name = "DURATION", default_value = "60s")]
+    pub lock_timeout: String,
     /// Log level on stderr (error, warn, info, debug) [env: RUST_LOG]
     #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
     pub log_level: String,

@@ -38,8 +38,6 @@ use crate::timefmt::parse_rfc3339;
 use cli::{CredentialArgs, KubeconfigArgs};
 use settings::{Field, Layer, Method, Origin, Plan, SettingsError};
 
-/// How long a run waits for another run holding the cache lock.
-const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most questions asked on the terminal in one run.
 const MAX_PROMPTS: usize = 6;
 
@@ -234,7 +232,9 @@ pub async fn exec_credential(args: &CredentialArgs, ctx: &Process<'_>) -> Result
     } else {
         match cache::default_dir(ctx.env) {
             None => {
-                warn!("neither XDG_CACHE_HOME nor HOME is set: tokens are not cached");
+                warn!(
+                    "no cache directory: XDG_CACHE_HOME and HOME are unset or not absolute, and the password database has no home directory for you; tokens are not cached"
+                );
                 None
             }
             Some(dir) => match cache::TokenCache::open(&dir) {
@@ -247,24 +247,43 @@ pub async fn exec_credential(args: &CredentialArgs, ctx: &Process<'_>) -> Result
         }
     };
     let key = cache::key(&url, &identity);
-    let _lock = match &cache {
-        Some(c) => Some(c.lock(&key, LOCK_TIMEOUT).await?),
-        None => None,
+    let fresh = |c: &cache::TokenCache| {
+        c.read(&key, &url, &identity)
+            .filter(|hit| cache::is_fresh(hit.expires_at, SystemTime::now(), margin))
     };
-    if let Some(c) = &cache
-        && let Some(hit) = c.read(&key, &url, &identity)
-    {
-        if cache::is_fresh(hit.expires_at, SystemTime::now(), margin) {
-            debug!("using the cached token");
-            return Ok(exec::exec_credential(
-                info.api_version,
-                &hit.token,
-                hit.expires_at,
-            ));
-        }
-        debug!("the cached token expires within {margin:?}: renewing it");
+    // A fresh token needs no lock: cache files are replaced atomically.
+    if let Some(hit) = cache.as_ref().and_then(fresh) {
+        debug!("using the cached token");
+        return Ok(exec::exec_credential(
+            info.api_version,
+            &hit.token,
+            hit.expires_at,
+        ));
     }
+    // Ask for a missing secret before taking the lock: parallel runs must not wait for a
+    // password being typed.
     complete_secret(&mut plan, interactive)?;
+    let timeout = crate::config::parse_duration(&args.lock_timeout)
+        .map_err(|e| anyhow::anyhow!("--lock-timeout: {e}"))?;
+    let (cache, _lock) = match cache {
+        Some(c) => match c.lock(&key, timeout).await {
+            Ok(lock) => (Some(c), Some(lock)),
+            Err(e) => {
+                warn!("{e:#}; going on without the token cache");
+                (None, None)
+            }
+        },
+        None => (None, None),
+    };
+    // Another run may have renewed the token while this one waited for the lock.
+    if let Some(hit) = cache.as_ref().and_then(fresh) {
+        debug!("using the token another run just cached");
+        return Ok(exec::exec_credential(
+            info.api_version,
+            &hit.token,
+            hit.expires_at,
+        ));
+    }
     let (token, body) = fetch(&plan).await?;
     let expires = expiry(&body)?;
     info!(user = %body.user.name, "got a Keystone token");
@@ -278,8 +297,9 @@ pub async fn exec_credential(args: &CredentialArgs, ctx: &Process<'_>) -> Result
 
 /// `clear-cache`: returns the directory and how many files were removed.
 pub fn clear_cache(ctx: &Process<'_>) -> Result<(PathBuf, usize)> {
-    let dir = cache::default_dir(ctx.env)
-        .context("neither XDG_CACHE_HOME nor HOME is set: there is no cache directory")?;
+    let dir = cache::default_dir(ctx.env).context(
+        "there is no cache directory: XDG_CACHE_HOME and HOME are unset or not absolute, and the password database has no home directory for you",
+    )?;
     if !dir.exists() {
         return Ok((dir, 0));
     }
@@ -618,10 +638,10 @@ fn default_kubeconfig(ctx: &Process<'_>) -> Result<PathBuf> {
     {
         return Ok(first);
     }
-    let home = (ctx.env)("HOME")
-        .filter(|h| !h.is_empty())
-        .context("HOME is not set: give the kubeconfig to merge into as --merge FILE")?;
-    Ok(Path::new(&home).join(".kube").join("config"))
+    let home = cache::home_dir(ctx.env).context(
+        "HOME is unset or not absolute and the password database has no home directory for you: give the kubeconfig to merge into as --merge FILE",
+    )?;
+    Ok(home.join(".kube").join("config"))
 }
 
 /// Writes a new file with mode 0600 (refusing to overwrite unless `force`).

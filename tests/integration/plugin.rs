@@ -1696,3 +1696,61 @@ async fn merge_refuses_entries_of_others_and_keeps_a_symlinked_kubeconfig() {
     );
     assert_eq!(mode(&real), 0o600);
 }
+
+/// A run that cannot get the cache lock in time goes on without the cache (with a warning)
+/// instead of failing.
+#[tokio::test]
+async fn a_cache_lock_held_too_long_is_a_warning_not_a_failure() {
+    let _ks = KEYSTONE.read().await;
+    let sb = Sandbox::new();
+    let env = app_cred_env();
+    let first = sb.plugin(&[], &env).await.token();
+    let lock_file = std::fs::read_dir(sb.cache_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "lock"))
+        .expect("the first run made a lock file");
+    let held = nix::fcntl::Flock::lock(
+        std::fs::File::open(&lock_file).unwrap(),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .map_err(|(_, e)| e)
+    .unwrap();
+    // A margin longer than the token's life: the cached token is not fresh, the lock is needed.
+    let run = sb
+        .plugin(&["--refresh-margin", "1000h", "--lock-timeout", "1s"], &env)
+        .await;
+    let t = run.token();
+    assert_ne!(t, first, "a new token, from Keystone");
+    assert!(
+        run.stderr.contains("going on without the token cache"),
+        "{}",
+        run.stderr
+    );
+    drop(held);
+}
+
+/// A Keystone URL with a password or a token in it is never echoed.
+#[tokio::test]
+async fn a_keystone_url_with_a_password_or_a_token_is_not_echoed() {
+    let sb = Sandbox::new();
+    for url in [
+        "ftp://user:SEKRET@127.0.0.1:1/v3",
+        "http://user:SEKRET@127.0.0.1:1/v3",
+        "http://127.0.0.1:1/v3?token=SEKRET",
+    ] {
+        let run = sb
+            .plugin(
+                &["--no-cache"],
+                &[
+                    ("OS_AUTH_URL", url.to_string()),
+                    ("OS_APPLICATION_CREDENTIAL_ID", "x".into()),
+                    ("OS_APPLICATION_CREDENTIAL_SECRET", "y".into()),
+                ],
+            )
+            .await;
+        let err = run.failed();
+        assert!(err.contains("OS_AUTH_URL"), "{err}");
+        assert!(!err.contains("SEKRET"), "{err}");
+    }
+}
