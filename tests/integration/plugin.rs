@@ -387,7 +387,8 @@ fn kubeconfig_env(kc: &serde_yaml_ng::Value, name: &str) -> Option<String> {
 
 #[tokio::test]
 async fn kubectl_with_a_generated_kubeconfig_works_until_the_credential_is_deleted() {
-    let _ks = KEYSTONE.read().await;
+    // The write lock: no other test's requests in Keystone's access log while counting.
+    let _ks = KEYSTONE.write().await;
     let ks = Keystone::get();
     let svc = uncached_service().await;
     let api = FakeApiserver::start(&svc).await;
@@ -454,9 +455,15 @@ async fn kubectl_with_a_generated_kubeconfig_works_until_the_credential_is_delet
     assert_eq!(answer["kind"], "APIVersions");
     assert!(api.authenticated.load(Ordering::SeqCst) >= 1);
     assert_eq!(cache_files(&sb).len(), 1, "the plugin cached its token");
-    // A second kubectl run reuses the cached token.
+    // A second kubectl run reuses the cached token: no POST /v3/auth/tokens.
+    let before = Keystone::access_log_settled().await;
     let again = sb.run_program(kubectl, &get_api, &[]).await;
     assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert_eq!(
+        Keystone::access_log_count_settled(before, TOKENS).await,
+        0,
+        "the second kubectl run must not ask Keystone for a token"
+    );
 
     ks.delete_alice_app_cred(&id).await;
     // The cached token died with the credential: the apiserver refuses it.
