@@ -116,8 +116,15 @@ pub struct CredentialArgs {
     /// the cache
     #[arg(long, global = true, value_name = "DURATION", default_value = "60s")]
     pub lock_timeout: String,
-    /// Log level on stderr (error, warn, info, debug) [env: RUST_LOG]
-    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
+    /// Log level on stderr [env: RUST_LOG]
+    #[arg(
+        long,
+        global = true,
+        value_name = "LEVEL",
+        default_value = "warn",
+        ignore_case = true,
+        value_parser = ["error", "warn", "info", "debug", "trace"]
+    )]
     pub log_level: String,
 }
 
@@ -160,6 +167,7 @@ impl CredentialArgs {
 
 /// Flags of `kubeconfig`.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Kubeconfig options")]
 pub struct KubeconfigArgs {
     /// The Kubernetes API server URL (https://...)
     #[arg(long, value_name = "URL")]
@@ -245,6 +253,33 @@ mod tests {
             panic!()
         };
         assert_eq!(k.merge.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn an_invalid_log_level_is_an_error_naming_the_flag() {
+        let err = Cli::try_parse_from(["kubectl-keystone-auth", "--log-level", "loud"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--log-level") && err.contains("loud"), "{err}");
+        let cli = Cli::try_parse_from(["kubectl-keystone-auth", "--log-level", "DEBUG"]).unwrap();
+        assert_eq!(cli.credential.log_level.to_ascii_lowercase(), "debug");
+    }
+
+    #[test]
+    fn kubeconfig_flags_have_their_own_help_heading() {
+        let help = Cli::try_parse_from(["kubectl-keystone-auth", "kubeconfig", "--help"])
+            .unwrap_err()
+            .to_string();
+        let heading = help.find("Kubeconfig options:").expect(&help);
+        let (before, after) = help.split_at(heading);
+        assert!(
+            after.contains("--merge") && after.contains("--certificate-authority"),
+            "{help}"
+        );
+        assert!(
+            before.contains("--keystone-url") && !before.contains("--merge"),
+            "credential flags come first, under Options: {help}"
+        );
     }
 
     #[test]

@@ -119,6 +119,13 @@ pub fn resolve(layers: &mut Vec<Layer>, interactive: bool) -> Result<Plan> {
                 }
                 prompt_layer(layers).set(field, value.expose());
             }
+            // A missing URL is not something to type on a terminal: no interactiveMode hint.
+            Err(
+                e @ SettingsError::Missing {
+                    field: Field::AuthUrl,
+                    ..
+                },
+            ) => return Err(e.into()),
             Err(e @ SettingsError::Missing { .. }) => {
                 return Err(anyhow::anyhow!("{e} {NOT_INTERACTIVE}"));
             }
@@ -738,4 +745,23 @@ fn merge_into(path: &Path, generated: &serde_yaml_ng::Value, force: bool) -> Res
     let merged = kubeconfig::merge(existing, generated, force)
         .with_context(|| format!("cannot merge into {}", path.display()))?;
     replace_file(path, &kubeconfig::render(&merged)?, mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_url_has_no_interactive_mode_hint_a_missing_user_has() {
+        let mut env = Layer::new(Origin::Environment);
+        env.set(Field::AppCredId, "ac");
+        let err = resolve(&mut vec![env], false).unwrap_err().to_string();
+        assert!(err.contains("OS_AUTH_URL"), "{err}");
+        assert!(!err.contains("interactiveMode"), "{err}");
+        let mut env = Layer::new(Origin::Environment);
+        env.set(Field::AuthUrl, "http://127.0.0.1:5000");
+        env.set(Field::AppCredName, "kubectl");
+        let err = resolve(&mut vec![env], false).unwrap_err().to_string();
+        assert!(err.contains("interactiveMode: IfAvailable"), "{err}");
+    }
 }
