@@ -293,7 +293,8 @@ pub fn normalize_url(raw: &str) -> Result<Url, String> {
         return Err("must not carry a user name or password".into());
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{raw:?} must not have a query or fragment"));
+        // The query may carry a secret: do not echo it.
+        return Err("must not have a query or fragment".into());
     }
     let mut path = url.path().trim_end_matches('/').to_string();
     if let Some(stripped) = path.strip_suffix("/v2.0") {
@@ -748,6 +749,10 @@ mod tests {
         ] {
             assert!(normalize_url(bad).is_err(), "{bad}");
         }
+        let err = normalize_url("https://ks/v3?token=gAAAAAsecret").unwrap_err();
+        assert!(!err.contains("gAAAAAsecret"), "{err}");
+        let err = normalize_url("https://admin:hunter2@ks/v3").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
