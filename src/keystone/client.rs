@@ -279,15 +279,16 @@ impl std::fmt::Debug for KeystoneClient {
 /// into the v3 base URL without a trailing slash (`https://ks:5000/v3`).
 pub fn normalize_url(raw: &str) -> Result<Url, String> {
     let raw = raw.trim();
+    let shown = redact_url(raw);
     if raw.is_empty() {
         return Err("is empty".into());
     }
-    let mut url = Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
+    let mut url = Url::parse(raw).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{raw:?} must start with https:// or http://"));
+        return Err(format!("{shown:?} must start with https:// or http://"));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{raw:?} has no host"));
+        return Err(format!("{shown:?} has no host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not carry a user name or password".into());
@@ -305,6 +306,22 @@ pub fn normalize_url(raw: &str) -> Result<Url, String> {
     }
     url.set_path(&path);
     Ok(url)
+}
+
+/// A URL as it may be shown in a message: user info and query replaced by `...`.
+pub fn redact_url(raw: &str) -> String {
+    let mut s = raw.to_string();
+    if let Some(q) = s.find(['?', '#']) {
+        s.truncate(q);
+        s.push_str("?...");
+    }
+    if let Some(at) = s.rfind('@') {
+        let start = s.find("://").map(|i| i + 3).unwrap_or(0);
+        if start <= at {
+            s.replace_range(start..at, "...");
+        }
+    }
+    s
 }
 
 impl KeystoneClient {
@@ -752,6 +769,8 @@ mod tests {
         let err = normalize_url("https://ks/v3?token=gAAAAAsecret").unwrap_err();
         assert!(!err.contains("gAAAAAsecret"), "{err}");
         let err = normalize_url("https://admin:hunter2@ks/v3").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = normalize_url("admin:hunter2@ks:5000").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
     }
 
