@@ -58,6 +58,17 @@ struct State {
     /// options or was not made yet).
     #[serde(default)]
     charm_cert_sans: Option<Vec<String>>,
+    /// A downloaded binary not installed yet (refused by `--check-config`), kept in the state
+    /// directory so later hooks do not fetch it again.
+    #[serde(default)]
+    download: Option<Download>,
+}
+
+/// A downloaded binary waiting in the state directory.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Download {
+    source: String,
+    sha256: String,
 }
 
 impl State {
@@ -169,21 +180,19 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
 
-    let bin_changed = match install_binary(ctx, &settings, &mut state) {
-        Ok(c) => c,
+    // A new binary is only staged here: it replaces the installed one once it accepted the
+    // rendered config (`--check-config`), so a binary the service refuses is never installed.
+    let new_binary = match stage_binary(ctx, &settings, &mut state) {
+        Ok(b) => b,
         Err(e) => {
             let msg = format!("k8s-keystone-auth-url: cannot install the binary: {e:#}");
             tools.log(Level::Error, &msg);
             tools.status(Status::Blocked, &msg)?;
+            state.save(paths)?;
             return Ok(());
         }
     };
-    if bin_changed {
-        tools.log(
-            Level::Info,
-            &format!("installed {}", paths.binary().display()),
-        );
-    }
+    let bin_changed = new_binary.is_some();
 
     let (tls_cert, tls_key, pinned_ca) = tls_material(ctx, &settings, &mut state)?;
     let files = vec![
@@ -237,11 +246,34 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
         || files
             .iter()
             .any(|f| std::fs::read(paths.conf(f.name)).ok() != f.content);
-    if differs && let Err(e) = check_config(ctx, &settings, &files) {
-        let msg = format!("k8s-keystone-auth --check-config refused the options: {e:#}");
+    if differs
+        && let Err(e) = check_config(
+            ctx,
+            &settings,
+            &files,
+            new_binary.as_ref().map(|b| b.bytes.as_slice()),
+        )
+    {
+        let what = if bin_changed {
+            "the new k8s-keystone-auth binary (not installed; the installed one is kept)"
+        } else {
+            "k8s-keystone-auth"
+        };
+        let msg = format!("{what} --check-config refused the options: {e:#}");
         tools.log(Level::Error, &msg);
         tools.status(Status::Blocked, &msg)?;
         return Ok(());
+    }
+    if let Some(b) = &new_binary {
+        host::write_if_changed(&paths.binary(), &b.bytes, Access::Executable, None)?;
+        state.binary_source = Some(b.source.clone());
+        state.binary_sha256 = b.sha256.clone();
+        host::remove_file(&download_cache(paths))?;
+        state.download = None;
+        tools.log(
+            Level::Info,
+            &format!("installed {}", paths.binary().display()),
+        );
     }
 
     let mut restart = bin_changed;
@@ -629,18 +661,32 @@ fn sha256_hex(bytes: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Places the service binary; returns whether it changed.
-fn install_binary(ctx: &Ctx<'_>, s: &Settings, state: &mut State) -> Result<bool> {
+/// A binary that passed the first checks but is not installed yet.
+struct NewBinary {
+    bytes: Vec<u8>,
+    /// `charm` or the download URL.
+    source: String,
+    /// SHA-256 of a downloaded binary.
+    sha256: Option<String>,
+}
+
+/// Where a downloaded binary waits until it is installed (kept so a refused download is not
+/// fetched again by every hook).
+fn download_cache(paths: &Paths) -> PathBuf {
+    paths.state_dir().join("k8s-keystone-auth.download")
+}
+
+/// The binary the options ask for, when it differs from the installed one (`None`: the
+/// installed one is it). Nothing under /opt is touched.
+fn stage_binary(ctx: &Ctx<'_>, s: &Settings, state: &mut State) -> Result<Option<NewBinary>> {
     let dest = ctx.paths.binary();
-    match &s.binary {
+    let installed = std::fs::read(&dest).ok();
+    let (bytes, source, sha) = match &s.binary {
         BinarySource::Shipped => {
             let src = ctx.charm_dir.join("bin/k8s-keystone-auth");
             let bytes = std::fs::read(&src)
                 .with_context(|| format!("cannot read the shipped binary {}", src.display()))?;
-            let changed = host::write_if_changed(&dest, &bytes, Access::Executable, None)?;
-            state.binary_source = Some("charm".into());
-            state.binary_sha256 = None;
-            Ok(changed)
+            (bytes, "charm".to_string(), None)
         }
         BinarySource::Download { url, sha256 } => {
             let source = url.to_string();
@@ -648,34 +694,63 @@ fn install_binary(ctx: &Ctx<'_>, s: &Settings, state: &mut State) -> Result<bool
                 && sha256
                     .as_ref()
                     .is_none_or(|w| state.binary_sha256.as_ref() == Some(w))
-                && let Ok(bytes) = std::fs::read(&dest)
-                && state.binary_sha256.as_deref() == Some(sha256_hex(&bytes).as_str())
+                && let Some(bytes) = &installed
+                && state.binary_sha256.as_deref() == Some(sha256_hex(bytes).as_str())
             {
-                return Ok(false);
+                return Ok(None);
             }
-            ctx.tools
-                .status(Status::Maintenance, "downloading k8s-keystone-auth")?;
-            let bytes = download(url)?;
-            let got = sha256_hex(&bytes);
-            if let Some(want) = sha256
-                && &got != want
-            {
-                bail!("SHA-256 of {url} is {got}, k8s-keystone-auth-sha256 says {want}");
-            }
-            // Refuse something that is not our service before it replaces anything.
-            let tmp = ctx.paths.state_dir().join("k8s-keystone-auth.download");
-            host::write_if_changed(&tmp, &bytes, Access::Executable, None)?;
-            let version = service_version(&tmp);
-            host::remove_file(&tmp)?;
-            if version.is_none() {
-                bail!("{url} is not a k8s-keystone-auth binary (`--version` failed)");
-            }
-            let changed = host::write_if_changed(&dest, &bytes, Access::Executable, None)?;
-            state.binary_source = Some(source);
-            state.binary_sha256 = Some(got);
-            Ok(changed)
+            let cache = download_cache(&ctx.paths);
+            let cached = match &state.download {
+                Some(d) if d.source == source && sha256.as_ref().is_none_or(|w| &d.sha256 == w) => {
+                    std::fs::read(&cache)
+                        .ok()
+                        .filter(|b| sha256_hex(b) == d.sha256)
+                }
+                _ => None,
+            };
+            let bytes = match cached {
+                Some(b) => b,
+                None => {
+                    ctx.tools
+                        .status(Status::Maintenance, "downloading k8s-keystone-auth")?;
+                    let bytes = download(url)?;
+                    let got = sha256_hex(&bytes);
+                    if let Some(want) = sha256
+                        && &got != want
+                    {
+                        bail!("SHA-256 of {url} is {got}, k8s-keystone-auth-sha256 says {want}");
+                    }
+                    // Refuse something that is not our service before it goes further.
+                    host::write_if_changed(&cache, &bytes, Access::Executable, None)?;
+                    if service_version(&cache).is_none() {
+                        host::remove_file(&cache)?;
+                        state.download = None;
+                        bail!("{url} is not a k8s-keystone-auth binary (`--version` failed)");
+                    }
+                    state.download = Some(Download {
+                        source: source.clone(),
+                        sha256: got,
+                    });
+                    bytes
+                }
+            };
+            let sha = sha256_hex(&bytes);
+            (bytes, source, Some(sha))
         }
+    };
+    if installed.as_deref() == Some(bytes.as_slice()) {
+        state.binary_source = Some(source);
+        state.binary_sha256 = sha;
+        if state.download.take().is_some() {
+            host::remove_file(&download_cache(&ctx.paths))?;
+        }
+        return Ok(None);
     }
+    Ok(Some(NewBinary {
+        bytes,
+        source,
+        sha256: sha,
+    }))
 }
 
 /// Largest download accepted.
@@ -777,7 +852,7 @@ fn tls_material(
 
 /// Validates the would-be files with the service itself (`--check-config`) in a staging
 /// directory, before anything is switched.
-fn check_config(ctx: &Ctx<'_>, s: &Settings, files: &[File]) -> Result<()> {
+fn check_config(ctx: &Ctx<'_>, s: &Settings, files: &[File], binary: Option<&[u8]>) -> Result<()> {
     let staging = ctx.paths.state_dir().join("staging");
     host::remove_dir(&staging)?;
     host::ensure_dir(&staging, 0o700, None)?;
@@ -796,7 +871,15 @@ fn check_config(ctx: &Ctx<'_>, s: &Settings, files: &[File]) -> Result<()> {
             Access::RootOnly,
             None,
         )?;
-        let out = Command::new(ctx.paths.binary())
+        let program = match binary {
+            Some(bytes) => {
+                let staged = staging.join("k8s-keystone-auth");
+                host::write_if_changed(&staged, bytes, Access::Executable, None)?;
+                staged
+            }
+            None => ctx.paths.binary(),
+        };
+        let out = Command::new(&program)
             .arg("--check-config")
             .arg("--config")
             .arg(&config)

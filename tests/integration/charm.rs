@@ -1476,3 +1476,52 @@ fn charm_waits_for_the_relation_and_the_kube_apiserver_snap() {
     );
     assert_eq!(u.apiserver_restarts(), 1);
 }
+
+/// A "new build" of the service that refuses every config (`--check-config` exits 1) and is
+/// otherwise the real service.
+fn ship_refusing_binary(u: &Unit) {
+    let shipped = u.charm.join("bin/k8s-keystone-auth");
+    std::fs::remove_file(&shipped).unwrap();
+    std::fs::write(
+        &shipped,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = --check-config ]; then echo 'error: refused by this build' >&2; exit 1; fi\ndone\nexec {SERVICE_BIN} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shipped, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn charm_upgrade_with_a_binary_that_refuses_the_config_keeps_the_old_one() {
+    let u = Unit::new(0, SnapStyle::PerFlag, json!({"port": free_port()}));
+    deploy(&u);
+    assert_eq!(u.status().0, "active", "{:?}", u.status());
+    let installed = u.path("/opt/kubernetes-keystone/bin/k8s-keystone-auth");
+    let old = std::fs::read(&installed).unwrap();
+    let pid = u.service_pid();
+    ship_refusing_binary(&u);
+    u.ok("upgrade-charm");
+    let (s, m) = u.status();
+    assert_eq!(s, "blocked");
+    assert!(m.contains("refused by this build"), "{m}");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        old,
+        "the refused binary was installed"
+    );
+    assert_eq!(u.service_pid(), pid, "the service was restarted");
+    // Later hooks still see the refused binary and stay blocked.
+    for e in ["update-status", "config-changed"] {
+        u.ok(e);
+        let (s, m) = u.status();
+        assert_eq!(s, "blocked", "{e}: {m}");
+        assert_eq!(std::fs::read(&installed).unwrap(), old);
+    }
+    // A good build again: installed, the service restarted, active.
+    let shipped = u.charm.join("bin/k8s-keystone-auth");
+    std::fs::remove_file(&shipped).unwrap();
+    std::os::unix::fs::symlink(SERVICE_BIN, &shipped).unwrap();
+    u.ok("upgrade-charm");
+    assert_eq!(u.status().0, "active", "{:?}", u.status());
+}
