@@ -62,6 +62,51 @@ struct State {
     /// directory so later hooks do not fetch it again.
     #[serde(default)]
     download: Option<Download>,
+    /// The inputs `--check-config` refused last (binary, unit, files) and its message.
+    #[serde(default)]
+    refused: Option<Refused>,
+}
+
+/// A refusal by `--check-config`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Refused {
+    /// SHA-256 over everything the check saw.
+    digest: String,
+    message: String,
+}
+
+/// SHA-256 over the binary that would run, the unit and every rendered file.
+fn check_digest(
+    paths: &Paths,
+    new_binary: Option<&NewBinary>,
+    unit: &str,
+    files: &[File],
+) -> String {
+    let mut h = sha2::Sha256::new();
+    let installed;
+    let binary: &[u8] = match new_binary {
+        Some(b) => &b.bytes,
+        None => {
+            installed = std::fs::read(paths.binary()).unwrap_or_default();
+            &installed
+        }
+    };
+    for part in [binary, unit.as_bytes()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    for f in files {
+        h.update(f.name.as_bytes());
+        match &f.content {
+            Some(c) => {
+                h.update([1]);
+                h.update((c.len() as u64).to_le_bytes());
+                h.update(c);
+            }
+            None => h.update([0]),
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A downloaded binary waiting in the state directory.
@@ -246,23 +291,42 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
         || files
             .iter()
             .any(|f| std::fs::read(paths.conf(f.name)).ok() != f.content);
-    if differs
-        && let Err(e) = check_config(
-            ctx,
-            &settings,
-            &files,
-            new_binary.as_ref().map(|b| b.bytes.as_slice()),
-        )
-    {
-        let what = if bin_changed {
-            "the new k8s-keystone-auth binary (not installed; the installed one is kept)"
-        } else {
-            "k8s-keystone-auth"
+    if differs {
+        // The same inputs were refused before: the same answer, without running the check
+        // (and writing its staging files) again.
+        let digest = check_digest(paths, new_binary.as_ref(), &unit, &files);
+        let refused = match &state.refused {
+            Some(r) if r.digest == digest => Some(r.message.clone()),
+            _ => match check_config(
+                ctx,
+                &settings,
+                &files,
+                new_binary.as_ref().map(|b| b.bytes.as_slice()),
+            ) {
+                Ok(()) => None,
+                Err(e) => {
+                    let what = if bin_changed {
+                        "the new k8s-keystone-auth binary (not installed; the installed one is kept)"
+                    } else {
+                        "k8s-keystone-auth"
+                    };
+                    let msg = format!("{what} --check-config refused the options: {e:#}");
+                    tools.log(Level::Error, &msg);
+                    Some(msg)
+                }
+            },
         };
-        let msg = format!("{what} --check-config refused the options: {e:#}");
-        tools.log(Level::Error, &msg);
-        tools.status(Status::Blocked, &msg)?;
-        return Ok(());
+        if let Some(msg) = refused {
+            // Saved, so later hooks neither download nor issue certificates again.
+            state.refused = Some(Refused {
+                digest,
+                message: msg.clone(),
+            });
+            state.save(paths)?;
+            tools.status(Status::Blocked, &msg)?;
+            return Ok(());
+        }
+        state.refused = None;
     }
     if let Some(b) = &new_binary {
         host::write_if_changed(&paths.binary(), &b.bytes, Access::Executable, None)?;

@@ -1525,3 +1525,21 @@ fn charm_upgrade_with_a_binary_that_refuses_the_config_keeps_the_old_one() {
     u.ok("upgrade-charm");
     assert_eq!(u.status().0, "active", "{:?}", u.status());
 }
+
+#[test]
+fn charm_blocked_by_check_config_hooks_again_change_nothing() {
+    let u = Unit::new(0, SnapStyle::Args, json!({"port": free_port()}));
+    ship_refusing_binary(&u);
+    u.ok("install");
+    let (s, m) = u.status();
+    assert_eq!(s, "blocked");
+    assert!(m.contains("refused by this build"), "{m}");
+    let before = u.snapshot();
+    for e in ["config-changed", "update-status"] {
+        u.ok(e);
+        assert_eq!(u.status(), (s.clone(), m.clone()), "{e}");
+        assert_eq!(u.snapshot(), before, "{e} while blocked rewrote files");
+    }
+    let issued = u.juju_log().iter().filter(|l| l.contains("issued")).count();
+    assert_eq!(issued, 1, "{:?}", u.juju_log());
+}
