@@ -410,6 +410,44 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
         return Ok(());
     };
 
+    // kube-apiserver is only pointed at webhook servers that answer, checked with the CA the
+    // kubeconfigs pin.
+    let mut servers = vec![(
+        "authn-server-url",
+        render::authn_server(&settings),
+        paths.authn_kubeconfig(),
+    )];
+    if settings.authz_webhook() {
+        servers.push((
+            "authz-server-url",
+            render::authz_server(&settings),
+            paths.authz_kubeconfig(),
+        ));
+    }
+    let timeout = ctx.health_timeout.min(Duration::from_secs(10));
+    for (option, server, kubeconfig) in &servers {
+        let Some(health) = health_url(server) else {
+            continue;
+        };
+        if let Err(e) = wait_healthy(&health, &pinned_ca, timeout) {
+            // The kubeconfig kube-apiserver reads already names this server: take the charm's
+            // options back. Otherwise kube-apiserver is left as it is.
+            let rendered = render::webhook_kubeconfig(server, &pinned_ca);
+            let in_use = !state.applied.is_empty()
+                && std::fs::read(kubeconfig).ok().as_deref() == Some(rendered.as_bytes());
+            let what = if in_use && restore_apiserver(ctx, &mut state)? {
+                "kube-apiserver options restored until it does"
+            } else {
+                "kube-apiserver left unchanged"
+            };
+            let msg = format!("{option}: {health} does not answer ({e:#}); {what}");
+            tools.log(Level::Error, &msg);
+            tools.status(Status::Blocked, &msg)?;
+            state.save(paths)?;
+            return Ok(());
+        }
+    }
+
     let authn = render::webhook_kubeconfig(&render::authn_server(&settings), &pinned_ca);
     let mut kube_changed = host::write_if_changed(
         &paths.authn_kubeconfig(),
@@ -965,6 +1003,15 @@ fn check_config(ctx: &Ctx<'_>, s: &Settings, files: &[File], binary: Option<&[u8
     })();
     host::remove_dir(&staging)?;
     result
+}
+
+/// `scheme://host:port/healthz` of a webhook server URL.
+fn health_url(server: &str) -> Option<String> {
+    let mut u = url::Url::parse(server).ok()?;
+    u.set_path("/healthz");
+    u.set_query(None);
+    u.set_fragment(None);
+    Some(u.to_string())
 }
 
 /// Polls `url` (the service's /healthz over HTTPS, verified with `ca`) until it answers 200 or

@@ -218,8 +218,8 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
         }
     };
 
-    let authn_url = server_url(&mut o, "authn-server-url");
-    let authz_url = server_url(&mut o, "authz-server-url");
+    let authn_url = server_url(&mut o, "authn-server-url", "authenticate");
+    let authz_url = server_url(&mut o, "authz-server-url", "authorize");
 
     let port = match map.get("port") {
         None | Some(Value::Null) => 8443,
@@ -358,29 +358,54 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
     })
 }
 
-fn server_url(o: &mut Opts<'_>, option: &'static str) -> Option<Url> {
+/// A webhook URL kube-apiserver POSTs reviews to. It must name the service's endpoint
+/// (`/<endpoint>` or `/webhook`, possibly behind a path prefix): kube-apiserver posts to the
+/// URL as written, and `/` is not an endpoint. The raw value is never echoed (it could carry a
+/// password).
+fn server_url(o: &mut Opts<'_>, option: &'static str, endpoint: &str) -> Option<Url> {
     let raw = o.string(option);
     if raw.is_empty() {
         return None;
     }
     match Url::parse(&raw) {
         Ok(u) if u.scheme() == "https" && u.host_str().is_some_and(|h| !h.is_empty()) => {
-            if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
-                o.err(option, "must not have a query, fragment or user name");
-                None
-            } else {
-                Some(u)
+            if u.query().is_some()
+                || u.fragment().is_some()
+                || !u.username().is_empty()
+                || u.password().is_some()
+            {
+                o.err(
+                    option,
+                    "must not have a query, fragment, user name or password",
+                );
+                return None;
             }
+            let last = u
+                .path_segments()
+                .and_then(|mut s| s.next_back())
+                .unwrap_or("");
+            if last != endpoint && last != "webhook" {
+                let mut example = u.clone();
+                example.set_path(&format!("/{endpoint}"));
+                o.err(
+                    option,
+                    format!(
+                        "the path must end in /{endpoint} or /webhook (kube-apiserver posts to the URL as written), e.g. {example}"
+                    ),
+                );
+                return None;
+            }
+            Some(u)
         }
         Ok(_) => {
             o.err(
                 option,
-                format!("{raw:?} must be an https:// URL with a host (kube-apiserver sends tokens to it)"),
+                "must be an https:// URL with a host (kube-apiserver sends tokens to it)",
             );
             None
         }
         Err(e) => {
-            o.err(option, format!("{raw:?} is not a URL: {e}"));
+            o.err(option, format!("is not a URL: {e}"));
             None
         }
     }

@@ -1543,3 +1543,69 @@ fn charm_blocked_by_check_config_hooks_again_change_nothing() {
     let issued = u.juju_log().iter().filter(|l| l.contains("issued")).count();
     assert_eq!(issued, 1, "{:?}", u.juju_log());
 }
+
+#[test]
+fn charm_does_not_point_kube_apiserver_at_a_server_url_that_does_not_answer() {
+    let port = free_port();
+    let dead = free_port();
+    let mut u = Unit::new(
+        0,
+        SnapStyle::Args,
+        json!({"port": port, "authn-server-url": format!("https://127.0.0.1:{dead}/authenticate")}),
+    );
+    u.health_timeout = 2;
+    let original = u.snap_config();
+    deploy(&u);
+    let (s, m) = u.status();
+    assert_eq!(s, "blocked");
+    assert!(
+        m.starts_with("authn-server-url: ") && m.contains("does not answer"),
+        "{m}"
+    );
+    assert_eq!(u.snap_config(), original);
+    assert_eq!(u.apiserver_restarts(), 0);
+    // A URL without a path would make kube-apiserver post to `/`: refused, naming the option.
+    u.set_config(
+        json!({"authn-server-url": "", "authz-server-url": format!("https://127.0.0.1:{port}")}),
+    );
+    u.ok("config-changed");
+    let (s, m) = u.status();
+    assert_eq!(s, "blocked");
+    assert!(
+        m.starts_with("bad option authz-server-url: ") && m.contains("/authorize"),
+        "{m}"
+    );
+    assert_eq!(u.snap_config(), original);
+}
+
+#[test]
+fn charm_documented_shared_url_deploy_with_tls_options() {
+    let port = free_port();
+    let pki = Pki::new("operator");
+    let (cert, key) = pki.leaf("k8s-keystone-auth", true);
+    let authn = format!("https://127.0.0.1:{port}/authenticate");
+    let authz = format!("https://127.0.0.1:{port}/authorize");
+    let u = Unit::new(
+        0,
+        SnapStyle::Args,
+        json!({"port": port, "authn-server-url": authn, "authz-server-url": authz,
+               "tls-cert": cert, "tls-key": key, "tls-ca": pki.ca_pem}),
+    );
+    deploy(&u);
+    assert_eq!(u.status().0, "active", "{:?}", u.status());
+    assert_eq!(u.kubeconfig("authn-webhook.kubeconfig").0, authn);
+    assert_eq!(u.kubeconfig("authz-webhook.kubeconfig").0, authz);
+    assert_eq!(
+        u.kubeconfig("authn-webhook.kubeconfig").1.trim(),
+        pki.ca_pem.trim()
+    );
+    assert_eq!(
+        u.flag(SnapStyle::Args, AUTHN_FILE),
+        Some(u.conf("authn-webhook.kubeconfig").display().to_string())
+    );
+    assert_eq!(
+        u.flag(SnapStyle::Args, AUTHZ_FILE),
+        Some(u.conf("authz-webhook.kubeconfig").display().to_string())
+    );
+    assert_idempotent(&u, "update-status");
+}
