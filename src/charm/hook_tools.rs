@@ -99,7 +99,9 @@ fn run(tool: &str, args: &[&str]) -> Result<String> {
 }
 
 fn json<T: serde::de::DeserializeOwned>(tool: &str, text: &str) -> Result<T> {
-    serde_json::from_str(text).with_context(|| format!("{tool} printed invalid JSON: {text:?}"))
+    // The output is not echoed: config-get's holds option values (tls-key).
+    serde_json::from_str(text)
+        .map_err(|e| anyhow::anyhow!("{tool} printed invalid JSON ({} bytes; {e})", text.len()))
 }
 
 impl HookTools for JujuTools {

@@ -142,10 +142,39 @@ impl Opts<'_> {
         match self.map.get(option) {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.trim().to_string(),
+            // The value is not echoed: it may be a secret (tls-key).
             Some(other) => {
-                self.err(option, format!("expected a string, got {other}"));
+                self.err(
+                    option,
+                    format!("expected a string, got {}", type_name(other)),
+                );
                 String::new()
             }
+        }
+    }
+}
+
+/// The JSON type of a value, for messages that must not show the value.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+/// Whether a URL-like value carries user info (`user:pass@`): parsed, or by its shape when it
+/// does not parse.
+fn has_user_info(raw: &str) -> bool {
+    match Url::parse(raw) {
+        Ok(u) => !u.username().is_empty() || u.password().is_some(),
+        Err(_) => {
+            let rest = raw.split_once("://").map_or(raw, |(_, r)| r);
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            authority.contains('@')
         }
     }
 }
@@ -164,11 +193,16 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
             o.err("keystone-url", "is required (juju config kubernetes-keystone keystone-url=https://keystone:5000/v3)");
             String::new()
         } else {
-            match crate::keystone::normalize_url(&raw) {
-                Ok(u) => u.to_string(),
-                Err(e) => {
-                    o.err("keystone-url", e);
-                    String::new()
+            if has_user_info(&raw) {
+                o.err("keystone-url", "must not carry a user name or password");
+                String::new()
+            } else {
+                match crate::keystone::normalize_url(&raw) {
+                    Ok(u) => u.to_string(),
+                    Err(e) => {
+                        o.err("keystone-url", e);
+                        String::new()
+                    }
                 }
             }
         }
@@ -181,6 +215,13 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
     let binary = {
         let raw = o.string("k8s-keystone-auth-url");
         if raw.is_empty() {
+            BinarySource::Shipped
+        } else if has_user_info(&raw) {
+            // It would be shown in statuses and logs: refused, and never echoed.
+            o.err(
+                "k8s-keystone-auth-url",
+                "must not carry a user name or password (it would appear in statuses and logs)",
+            );
             BinarySource::Shipped
         } else {
             match Url::parse(&raw) {
@@ -208,10 +249,7 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
                     BinarySource::Shipped
                 }
                 Err(e) => {
-                    o.err(
-                        "k8s-keystone-auth-url",
-                        format!("{raw:?} is not a URL: {e}"),
-                    );
+                    o.err("k8s-keystone-auth-url", format!("is not a URL: {e}"));
                     BinarySource::Shipped
                 }
             }
@@ -584,6 +622,37 @@ mod tests {
             s.binary,
             BinarySource::Download { sha256: None, .. }
         ));
+    }
+
+    #[test]
+    fn secrets_in_options_are_refused_and_never_echoed() {
+        let errs = validate(&opts(json!({
+            "keystone-url": "ftp://u:Pw0rdKs@ks/v3",
+            "k8s-keystone-auth-url": "https://admin:Pw0rdDl@127.0.0.1/bin",
+            "authn-server-url": "https://a:Pw0rdAn@127.0.0.1/authenticate",
+            "authz-server-url": "http://a:Pw0rdAz@127.0.0.1/authorize",
+            "tls-cert": "x", "tls-key": 1234567890123_i64
+        })))
+        .unwrap_err();
+        let text = format!("{errs:?}");
+        for secret in ["Pw0rd", "1234567890123"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        let names: Vec<_> = errs.iter().map(|e| e.option).collect();
+        for o in [
+            "keystone-url",
+            "k8s-keystone-auth-url",
+            "authn-server-url",
+            "authz-server-url",
+            "tls-key",
+        ] {
+            assert!(names.contains(&o), "{o}: {text}");
+        }
+        // Unparseable, still with user info.
+        let errs = validate(&opts(json!({"keystone-url": "https://ks/v3",
+            "k8s-keystone-auth-url": "https://admin:Pw0rd[@127.0.0.1/bin"})))
+        .unwrap_err();
+        assert!(!format!("{errs:?}").contains("Pw0rd"), "{errs:?}");
     }
 
     #[test]

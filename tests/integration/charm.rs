@@ -1609,3 +1609,48 @@ fn charm_documented_shared_url_deploy_with_tls_options() {
     );
     assert_idempotent(&u, "update-status");
 }
+
+#[test]
+fn charm_never_prints_a_password_or_key_from_the_options() {
+    let secrets = ["Pw0rdInTheUrl", "1234567890123", "KeyMaterialNotJson"];
+    let mut u = Unit::new(
+        0,
+        SnapStyle::Args,
+        json!({"port": free_port(),
+               "k8s-keystone-auth-url": format!("https://admin:{}@127.0.0.1:1/k8s-keystone-auth", secrets[0]),
+               "tls-cert": "x", "tls-key": 1234567890123_i64}),
+    );
+    u.health_timeout = 2;
+    let mut stderr = String::new();
+    for e in ["install", "config-changed"] {
+        let r = u.hook(e);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        stderr.push_str(&r.stderr);
+    }
+    let (s, m) = u.status();
+    assert_eq!(s, "blocked");
+    assert!(m.contains("k8s-keystone-auth-url"), "{m}");
+    // config-get printing something that is not JSON (holding a key): the hook fails without
+    // showing it.
+    let mut j = u.load("juju.json");
+    j["config_raw"] = json!(format!(
+        "{{\"tls-key\": \"-----BEGIN PRIVATE KEY-----\n{}",
+        secrets[2]
+    ));
+    u.save("juju.json", &j);
+    let r = u.hook("config-changed");
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("invalid JSON"), "{}", r.stderr);
+    stderr.push_str(&r.stderr);
+    let recorded: String = ["status.jsonl", "juju-log.jsonl"]
+        .iter()
+        .map(|f| std::fs::read_to_string(u.state.join(f)).unwrap_or_default())
+        .collect();
+    for secret in secrets {
+        assert!(
+            !recorded.contains(secret),
+            "{secret} in a status or log: {recorded}"
+        );
+        assert!(!stderr.contains(secret), "{secret} on stderr: {stderr}");
+    }
+}
