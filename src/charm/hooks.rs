@@ -62,6 +62,9 @@ struct State {
     /// directory so later hooks do not fetch it again.
     #[serde(default)]
     download: Option<Download>,
+    /// Where the charm wrote kube-apiserver's options (per flag or in `args`).
+    #[serde(default)]
+    style: Option<Style>,
     /// The inputs `--check-config` refused last (binary, unit, files) and its message.
     #[serde(default)]
     refused: Option<Refused>,
@@ -529,6 +532,16 @@ fn apply_apiserver(
     kube_changed: bool,
 ) -> Result<Applied> {
     let style = snap::detect_style(config);
+    let mut cleaned = false;
+    if let Some(old) = state.style
+        && old != style
+    {
+        // The principal switched styles (a snap without configuration reads as per-flag, then
+        // Charmed Kubernetes writes `args`): take the charm's options out of the old style and
+        // start afresh in the new one.
+        cleaned = clean_style(ctx, state, old, config)?;
+    }
+    state.style = Some(style);
     let keys: BTreeSet<String> = desired
         .keys()
         .chain(state.original.keys())
@@ -565,7 +578,7 @@ fn apply_apiserver(
     let changes: BTreeMap<String, Option<String>> =
         target.into_iter().filter(|(k, v)| &cur(k) != v).collect();
     state.original.retain(|k, _| desired.contains_key(k));
-    let restart = !changes.is_empty() || (kube_changed && !state.applied.is_empty());
+    let restart = cleaned || !changes.is_empty() || (kube_changed && !state.applied.is_empty());
     if !changes.is_empty() {
         write_options(style, config, &changes)?;
         ctx.tools.log(
@@ -629,10 +642,27 @@ fn restore_apiserver(ctx: &Ctx<'_>, state: &mut State) -> Result<bool> {
     let Some(config) = SnapClient.get_all(APISERVER_SNAP)? else {
         state.applied.clear();
         state.original.clear();
+        state.style = None;
         return Ok(false);
     };
-    let style = snap::detect_style(&config);
-    let current = snap::current_values(style, &config, state.applied.keys().cloned());
+    // The options are where the charm wrote them, even if the principal switched styles since.
+    let style = state.style.unwrap_or_else(|| snap::detect_style(&config));
+    let changed = clean_style(ctx, state, style, &config)?;
+    if changed {
+        host::systemctl(&["restart", APISERVER_UNIT])?;
+    }
+    Ok(changed)
+}
+
+/// Puts back the options the charm set in `style` (those still holding the charm's value) and
+/// forgets them. Returns whether a snap option changed; kube-apiserver is not restarted.
+fn clean_style(
+    ctx: &Ctx<'_>,
+    state: &mut State,
+    style: Style,
+    config: &BTreeMap<String, serde_json::Value>,
+) -> Result<bool> {
+    let current = snap::current_values(style, config, state.applied.keys().cloned());
     let changes: BTreeMap<String, Option<String>> = state
         .applied
         .iter()
@@ -642,14 +672,16 @@ fn restore_apiserver(ctx: &Ctx<'_>, state: &mut State) -> Result<bool> {
         .collect();
     state.applied.clear();
     state.original.clear();
+    state.style = None;
     if changes.is_empty() {
         return Ok(false);
     }
-    write_options(style, &config, &changes)?;
+    write_options(style, config, &changes)?;
     ctx.tools.log(
         Level::Info,
         &format!(
-            "restored kube-apiserver options: {}",
+            "restored kube-apiserver options ({}): {}",
+            style_name(style),
             changes
                 .iter()
                 .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("<unset>")))
@@ -657,7 +689,6 @@ fn restore_apiserver(ctx: &Ctx<'_>, state: &mut State) -> Result<bool> {
                 .join(" ")
         ),
     );
-    host::systemctl(&["restart", APISERVER_UNIT])?;
     Ok(true)
 }
 

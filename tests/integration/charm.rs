@@ -1654,3 +1654,40 @@ fn charm_never_prints_a_password_or_key_from_the_options() {
         assert!(!stderr.contains(secret), "{secret} on stderr: {stderr}");
     }
 }
+
+#[test]
+fn charm_cleans_up_per_flag_options_when_the_principal_switches_to_args() {
+    let u = Unit::new(0, SnapStyle::Args, json!({"port": free_port()}));
+    // A kube-apiserver snap without any configuration yet reads as per-flag.
+    u.set_snap_config(json!({}));
+    deploy(&u);
+    assert_eq!(u.status().0, "active", "{:?}", u.status());
+    assert_eq!(
+        u.flag(SnapStyle::PerFlag, MODE).as_deref(),
+        Some("Node,RBAC,Webhook")
+    );
+    // The principal then writes its `args` (the per-flag keys the charm set are still there).
+    let mut c = u.snap_config();
+    c["args"] = json!(PRINCIPAL_ARGS);
+    u.set_snap_config(c);
+    u.ok("update-status");
+    assert_eq!(u.status().0, "active", "{:?}", u.status());
+    let c = u.snap_config();
+    assert_eq!(
+        c.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["args"],
+        "per-flag options left behind: {c}"
+    );
+    assert_eq!(
+        u.flag(SnapStyle::Args, MODE).as_deref(),
+        Some("Node,RBAC,Webhook")
+    );
+    assert_eq!(
+        u.flag(SnapStyle::Args, AUTHN_FILE),
+        Some(u.conf("authn-webhook.kubeconfig").display().to_string())
+    );
+    assert_idempotent(&u, "update-status");
+    // Removal gives the principal its `args` back as it wrote them.
+    u.ok("stop");
+    assert_eq!(u.snap_config(), json!({ "args": PRINCIPAL_ARGS }));
+}
