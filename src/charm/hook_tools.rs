@@ -127,10 +127,11 @@ impl HookTools for JujuTools {
     }
 
     fn log(&self, level: Level, message: &str) {
-        tracing::info!("{message}");
-        // juju-log failing must not fail the hook; stderr reaches the unit log anyway.
+        // To juju-log only, so the unit log shows each message once. juju-log missing or
+        // failing must not fail the hook: the message then goes to stderr (which Juju also logs).
         if let Err(e) = run("juju-log", &["--log-level", level.as_str(), "--", message]) {
-            tracing::warn!("juju-log: {e:#}");
+            eprintln!("{} {message}", level.as_str());
+            eprintln!("WARNING juju-log: {e:#}");
         }
     }
 

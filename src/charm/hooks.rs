@@ -715,12 +715,14 @@ pub fn stop(ctx: &Ctx<'_>) -> Result<()> {
     if ctx.paths.state_dir().is_dir() {
         state.save(&ctx.paths)?;
     }
-    if stop_service(ctx)? || restored {
-        ctx.tools.status(
-            Status::Maintenance,
-            "stopped; kube-apiserver options restored",
-        )?;
-    }
+    let stopped = stop_service(ctx)?;
+    let msg = match (stopped, restored) {
+        (true, true) => "stopped; kube-apiserver options restored",
+        (true, false) => "stopped",
+        (false, true) => "kube-apiserver options restored",
+        (false, false) => return Ok(()),
+    };
+    ctx.tools.status(Status::Maintenance, msg)?;
     Ok(())
 }
 

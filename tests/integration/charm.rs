@@ -1299,13 +1299,7 @@ fn charm_archive_has_every_file_with_its_mode() {
     regular("dispatch", 0o755);
     regular("bin/kubernetes-keystone-hook", 0o755);
     regular("bin/k8s-keystone-auth", 0o755);
-    for f in [
-        "metadata.yaml",
-        "config.yaml",
-        "manifest.yaml",
-        "README.md",
-        "LICENSE",
-    ] {
+    for f in ["metadata.yaml", "config.yaml", "manifest.yaml", "README.md"] {
         regular(f, 0o644);
     }
     assert_eq!(
@@ -1351,7 +1345,7 @@ fn charm_archive_has_every_file_with_its_mode() {
     }
     assert_eq!(
         entries.len(),
-        8 + events.len(),
+        7 + events.len(),
         "unexpected entries: {:?}",
         entries.keys()
     );
@@ -1640,7 +1634,13 @@ fn charm_never_prints_a_password_or_key_from_the_options() {
     u.save("juju.json", &j);
     let r = u.hook("config-changed");
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("invalid JSON"), "{}", r.stderr);
+    assert!(
+        u.juju_log()
+            .iter()
+            .any(|l| l.starts_with("ERROR ") && l.contains("invalid JSON")),
+        "{:?}",
+        u.juju_log()
+    );
     stderr.push_str(&r.stderr);
     let recorded: String = ["status.jsonl", "juju-log.jsonl"]
         .iter()
@@ -1690,4 +1690,41 @@ fn charm_cleans_up_per_flag_options_when_the_principal_switches_to_args() {
     // Removal gives the principal its `args` back as it wrote them.
     u.ok("stop");
     assert_eq!(u.snap_config(), json!({ "args": PRINCIPAL_ARGS }));
+}
+
+#[test]
+fn charm_logs_each_message_once_and_stop_says_what_it_did() {
+    let u = Unit::new(0, SnapStyle::Args, json!({"port": free_port()}));
+    u.remove_relation();
+    u.ok("install");
+    assert_eq!(u.status().0, "waiting", "{:?}", u.status());
+    let logged = u.juju_log();
+    assert!(logged.iter().any(|l| l.contains("wrote")), "{logged:?}");
+    // juju-log works: nothing it got is repeated on stderr.
+    let r = u.hook("install");
+    assert_eq!(r.code, 0);
+    for l in &logged {
+        let msg = l.split_once(' ').unwrap().1;
+        assert!(
+            !r.stderr.contains(msg),
+            "{msg:?} also on stderr: {}",
+            r.stderr
+        );
+    }
+    // Without the relation nothing was set on kube-apiserver: stop only stops.
+    let mut j = u.load("juju.json");
+    j["juju_log_fails"] = json!(true);
+    u.save("juju.json", &j);
+    let r = u.hook("stop");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        u.status(),
+        ("maintenance".to_string(), "stopped".to_string())
+    );
+    // juju-log failing: the message goes to stderr instead.
+    assert!(
+        r.stderr.contains("INFO stopped k8s-keystone-auth.service"),
+        "{}",
+        r.stderr
+    );
 }
