@@ -57,7 +57,6 @@ with zipfile.ZipFile(tmp, "w") as z:
     for f in ("metadata.yaml", "config.yaml"):
         add_file(z, f, f)
     add_file(z, "README.md", "docs/charm.md")
-    add_file(z, "LICENSE", data=b"Apache-2.0\n")
     add_file(z, "manifest.yaml", data=manifest.encode())
 os.replace(tmp, out)
 print(out)

@@ -99,7 +99,9 @@ fn run(tool: &str, args: &[&str]) -> Result<String> {
 }
 
 fn json<T: serde::de::DeserializeOwned>(tool: &str, text: &str) -> Result<T> {
-    serde_json::from_str(text).with_context(|| format!("{tool} printed invalid JSON: {text:?}"))
+    // The output is not echoed: config-get's holds option values (tls-key).
+    serde_json::from_str(text)
+        .map_err(|e| anyhow::anyhow!("{tool} printed invalid JSON ({} bytes; {e})", text.len()))
 }
 
 impl HookTools for JujuTools {
@@ -125,10 +127,11 @@ impl HookTools for JujuTools {
     }
 
     fn log(&self, level: Level, message: &str) {
-        tracing::info!("{message}");
-        // juju-log failing must not fail the hook; stderr reaches the unit log anyway.
+        // To juju-log only, so the unit log shows each message once. juju-log missing or
+        // failing must not fail the hook: the message then goes to stderr (which Juju also logs).
         if let Err(e) = run("juju-log", &["--log-level", level.as_str(), "--", message]) {
-            tracing::warn!("juju-log: {e:#}");
+            eprintln!("{} {message}", level.as_str());
+            eprintln!("WARNING juju-log: {e:#}");
         }
     }
 

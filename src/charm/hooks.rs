@@ -58,6 +58,65 @@ struct State {
     /// options or was not made yet).
     #[serde(default)]
     charm_cert_sans: Option<Vec<String>>,
+    /// A downloaded binary not installed yet (refused by `--check-config`), kept in the state
+    /// directory so later hooks do not fetch it again.
+    #[serde(default)]
+    download: Option<Download>,
+    /// Where the charm wrote kube-apiserver's options (per flag or in `args`).
+    #[serde(default)]
+    style: Option<Style>,
+    /// The inputs `--check-config` refused last (binary, unit, files) and its message.
+    #[serde(default)]
+    refused: Option<Refused>,
+}
+
+/// A refusal by `--check-config`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Refused {
+    /// SHA-256 over everything the check saw.
+    digest: String,
+    message: String,
+}
+
+/// SHA-256 over the binary that would run, the unit and every rendered file.
+fn check_digest(
+    paths: &Paths,
+    new_binary: Option<&NewBinary>,
+    unit: &str,
+    files: &[File],
+) -> String {
+    let mut h = sha2::Sha256::new();
+    let installed;
+    let binary: &[u8] = match new_binary {
+        Some(b) => &b.bytes,
+        None => {
+            installed = std::fs::read(paths.binary()).unwrap_or_default();
+            &installed
+        }
+    };
+    for part in [binary, unit.as_bytes()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    for f in files {
+        h.update(f.name.as_bytes());
+        match &f.content {
+            Some(c) => {
+                h.update([1]);
+                h.update((c.len() as u64).to_le_bytes());
+                h.update(c);
+            }
+            None => h.update([0]),
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A downloaded binary waiting in the state directory.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Download {
+    source: String,
+    sha256: String,
 }
 
 impl State {
@@ -169,21 +228,19 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
 
-    let bin_changed = match install_binary(ctx, &settings, &mut state) {
-        Ok(c) => c,
+    // A new binary is only staged here: it replaces the installed one once it accepted the
+    // rendered config (`--check-config`), so a binary the service refuses is never installed.
+    let new_binary = match stage_binary(ctx, &settings, &mut state) {
+        Ok(b) => b,
         Err(e) => {
             let msg = format!("k8s-keystone-auth-url: cannot install the binary: {e:#}");
             tools.log(Level::Error, &msg);
             tools.status(Status::Blocked, &msg)?;
+            state.save(paths)?;
             return Ok(());
         }
     };
-    if bin_changed {
-        tools.log(
-            Level::Info,
-            &format!("installed {}", paths.binary().display()),
-        );
-    }
+    let bin_changed = new_binary.is_some();
 
     let (tls_cert, tls_key, pinned_ca) = tls_material(ctx, &settings, &mut state)?;
     let files = vec![
@@ -237,11 +294,53 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
         || files
             .iter()
             .any(|f| std::fs::read(paths.conf(f.name)).ok() != f.content);
-    if differs && let Err(e) = check_config(ctx, &settings, &files) {
-        let msg = format!("k8s-keystone-auth --check-config refused the options: {e:#}");
-        tools.log(Level::Error, &msg);
-        tools.status(Status::Blocked, &msg)?;
-        return Ok(());
+    if differs {
+        // The same inputs were refused before: the same answer, without running the check
+        // (and writing its staging files) again.
+        let digest = check_digest(paths, new_binary.as_ref(), &unit, &files);
+        let refused = match &state.refused {
+            Some(r) if r.digest == digest => Some(r.message.clone()),
+            _ => match check_config(
+                ctx,
+                &settings,
+                &files,
+                new_binary.as_ref().map(|b| b.bytes.as_slice()),
+            ) {
+                Ok(()) => None,
+                Err(e) => {
+                    let what = if bin_changed {
+                        "the new k8s-keystone-auth binary (not installed; the installed one is kept)"
+                    } else {
+                        "k8s-keystone-auth"
+                    };
+                    let msg = format!("{what} --check-config refused the options: {e:#}");
+                    tools.log(Level::Error, &msg);
+                    Some(msg)
+                }
+            },
+        };
+        if let Some(msg) = refused {
+            // Saved, so later hooks neither download nor issue certificates again.
+            state.refused = Some(Refused {
+                digest,
+                message: msg.clone(),
+            });
+            state.save(paths)?;
+            tools.status(Status::Blocked, &msg)?;
+            return Ok(());
+        }
+        state.refused = None;
+    }
+    if let Some(b) = &new_binary {
+        host::write_if_changed(&paths.binary(), &b.bytes, Access::Executable, None)?;
+        state.binary_source = Some(b.source.clone());
+        state.binary_sha256 = b.sha256.clone();
+        host::remove_file(&download_cache(paths))?;
+        state.download = None;
+        tools.log(
+            Level::Info,
+            &format!("installed {}", paths.binary().display()),
+        );
     }
 
     let mut restart = bin_changed;
@@ -313,6 +412,44 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
         tools.status(Status::Waiting, "waiting for the kube-apiserver snap")?;
         return Ok(());
     };
+
+    // kube-apiserver is only pointed at webhook servers that answer, checked with the CA the
+    // kubeconfigs pin.
+    let mut servers = vec![(
+        "authn-server-url",
+        render::authn_server(&settings),
+        paths.authn_kubeconfig(),
+    )];
+    if settings.authz_webhook() {
+        servers.push((
+            "authz-server-url",
+            render::authz_server(&settings),
+            paths.authz_kubeconfig(),
+        ));
+    }
+    let timeout = ctx.health_timeout.min(Duration::from_secs(10));
+    for (option, server, kubeconfig) in &servers {
+        let Some(health) = health_url(server) else {
+            continue;
+        };
+        if let Err(e) = wait_healthy(&health, &pinned_ca, timeout) {
+            // The kubeconfig kube-apiserver reads already names this server: take the charm's
+            // options back. Otherwise kube-apiserver is left as it is.
+            let rendered = render::webhook_kubeconfig(server, &pinned_ca);
+            let in_use = !state.applied.is_empty()
+                && std::fs::read(kubeconfig).ok().as_deref() == Some(rendered.as_bytes());
+            let what = if in_use && restore_apiserver(ctx, &mut state)? {
+                "kube-apiserver options restored until it does"
+            } else {
+                "kube-apiserver left unchanged"
+            };
+            let msg = format!("{option}: {health} does not answer ({e:#}); {what}");
+            tools.log(Level::Error, &msg);
+            tools.status(Status::Blocked, &msg)?;
+            state.save(paths)?;
+            return Ok(());
+        }
+    }
 
     let authn = render::webhook_kubeconfig(&render::authn_server(&settings), &pinned_ca);
     let mut kube_changed = host::write_if_changed(
@@ -395,6 +532,16 @@ fn apply_apiserver(
     kube_changed: bool,
 ) -> Result<Applied> {
     let style = snap::detect_style(config);
+    let mut cleaned = false;
+    if let Some(old) = state.style
+        && old != style
+    {
+        // The principal switched styles (a snap without configuration reads as per-flag, then
+        // Charmed Kubernetes writes `args`): take the charm's options out of the old style and
+        // start afresh in the new one.
+        cleaned = clean_style(ctx, state, old, config)?;
+    }
+    state.style = Some(style);
     let keys: BTreeSet<String> = desired
         .keys()
         .chain(state.original.keys())
@@ -431,7 +578,7 @@ fn apply_apiserver(
     let changes: BTreeMap<String, Option<String>> =
         target.into_iter().filter(|(k, v)| &cur(k) != v).collect();
     state.original.retain(|k, _| desired.contains_key(k));
-    let restart = !changes.is_empty() || (kube_changed && !state.applied.is_empty());
+    let restart = cleaned || !changes.is_empty() || (kube_changed && !state.applied.is_empty());
     if !changes.is_empty() {
         write_options(style, config, &changes)?;
         ctx.tools.log(
@@ -495,10 +642,27 @@ fn restore_apiserver(ctx: &Ctx<'_>, state: &mut State) -> Result<bool> {
     let Some(config) = SnapClient.get_all(APISERVER_SNAP)? else {
         state.applied.clear();
         state.original.clear();
+        state.style = None;
         return Ok(false);
     };
-    let style = snap::detect_style(&config);
-    let current = snap::current_values(style, &config, state.applied.keys().cloned());
+    // The options are where the charm wrote them, even if the principal switched styles since.
+    let style = state.style.unwrap_or_else(|| snap::detect_style(&config));
+    let changed = clean_style(ctx, state, style, &config)?;
+    if changed {
+        host::systemctl(&["restart", APISERVER_UNIT])?;
+    }
+    Ok(changed)
+}
+
+/// Puts back the options the charm set in `style` (those still holding the charm's value) and
+/// forgets them. Returns whether a snap option changed; kube-apiserver is not restarted.
+fn clean_style(
+    ctx: &Ctx<'_>,
+    state: &mut State,
+    style: Style,
+    config: &BTreeMap<String, serde_json::Value>,
+) -> Result<bool> {
+    let current = snap::current_values(style, config, state.applied.keys().cloned());
     let changes: BTreeMap<String, Option<String>> = state
         .applied
         .iter()
@@ -508,14 +672,16 @@ fn restore_apiserver(ctx: &Ctx<'_>, state: &mut State) -> Result<bool> {
         .collect();
     state.applied.clear();
     state.original.clear();
+    state.style = None;
     if changes.is_empty() {
         return Ok(false);
     }
-    write_options(style, &config, &changes)?;
+    write_options(style, config, &changes)?;
     ctx.tools.log(
         Level::Info,
         &format!(
-            "restored kube-apiserver options: {}",
+            "restored kube-apiserver options ({}): {}",
+            style_name(style),
             changes
                 .iter()
                 .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("<unset>")))
@@ -523,7 +689,6 @@ fn restore_apiserver(ctx: &Ctx<'_>, state: &mut State) -> Result<bool> {
                 .join(" ")
         ),
     );
-    host::systemctl(&["restart", APISERVER_UNIT])?;
     Ok(true)
 }
 
@@ -550,12 +715,14 @@ pub fn stop(ctx: &Ctx<'_>) -> Result<()> {
     if ctx.paths.state_dir().is_dir() {
         state.save(&ctx.paths)?;
     }
-    if stop_service(ctx)? || restored {
-        ctx.tools.status(
-            Status::Maintenance,
-            "stopped; kube-apiserver options restored",
-        )?;
-    }
+    let stopped = stop_service(ctx)?;
+    let msg = match (stopped, restored) {
+        (true, true) => "stopped; kube-apiserver options restored",
+        (true, false) => "stopped",
+        (false, true) => "kube-apiserver options restored",
+        (false, false) => return Ok(()),
+    };
+    ctx.tools.status(Status::Maintenance, msg)?;
     Ok(())
 }
 
@@ -629,18 +796,32 @@ fn sha256_hex(bytes: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Places the service binary; returns whether it changed.
-fn install_binary(ctx: &Ctx<'_>, s: &Settings, state: &mut State) -> Result<bool> {
+/// A binary that passed the first checks but is not installed yet.
+struct NewBinary {
+    bytes: Vec<u8>,
+    /// `charm` or the download URL.
+    source: String,
+    /// SHA-256 of a downloaded binary.
+    sha256: Option<String>,
+}
+
+/// Where a downloaded binary waits until it is installed (kept so a refused download is not
+/// fetched again by every hook).
+fn download_cache(paths: &Paths) -> PathBuf {
+    paths.state_dir().join("k8s-keystone-auth.download")
+}
+
+/// The binary the options ask for, when it differs from the installed one (`None`: the
+/// installed one is it). Nothing under /opt is touched.
+fn stage_binary(ctx: &Ctx<'_>, s: &Settings, state: &mut State) -> Result<Option<NewBinary>> {
     let dest = ctx.paths.binary();
-    match &s.binary {
+    let installed = std::fs::read(&dest).ok();
+    let (bytes, source, sha) = match &s.binary {
         BinarySource::Shipped => {
             let src = ctx.charm_dir.join("bin/k8s-keystone-auth");
             let bytes = std::fs::read(&src)
                 .with_context(|| format!("cannot read the shipped binary {}", src.display()))?;
-            let changed = host::write_if_changed(&dest, &bytes, Access::Executable, None)?;
-            state.binary_source = Some("charm".into());
-            state.binary_sha256 = None;
-            Ok(changed)
+            (bytes, "charm".to_string(), None)
         }
         BinarySource::Download { url, sha256 } => {
             let source = url.to_string();
@@ -648,34 +829,63 @@ fn install_binary(ctx: &Ctx<'_>, s: &Settings, state: &mut State) -> Result<bool
                 && sha256
                     .as_ref()
                     .is_none_or(|w| state.binary_sha256.as_ref() == Some(w))
-                && let Ok(bytes) = std::fs::read(&dest)
-                && state.binary_sha256.as_deref() == Some(sha256_hex(&bytes).as_str())
+                && let Some(bytes) = &installed
+                && state.binary_sha256.as_deref() == Some(sha256_hex(bytes).as_str())
             {
-                return Ok(false);
+                return Ok(None);
             }
-            ctx.tools
-                .status(Status::Maintenance, "downloading k8s-keystone-auth")?;
-            let bytes = download(url)?;
-            let got = sha256_hex(&bytes);
-            if let Some(want) = sha256
-                && &got != want
-            {
-                bail!("SHA-256 of {url} is {got}, k8s-keystone-auth-sha256 says {want}");
-            }
-            // Refuse something that is not our service before it replaces anything.
-            let tmp = ctx.paths.state_dir().join("k8s-keystone-auth.download");
-            host::write_if_changed(&tmp, &bytes, Access::Executable, None)?;
-            let version = service_version(&tmp);
-            host::remove_file(&tmp)?;
-            if version.is_none() {
-                bail!("{url} is not a k8s-keystone-auth binary (`--version` failed)");
-            }
-            let changed = host::write_if_changed(&dest, &bytes, Access::Executable, None)?;
-            state.binary_source = Some(source);
-            state.binary_sha256 = Some(got);
-            Ok(changed)
+            let cache = download_cache(&ctx.paths);
+            let cached = match &state.download {
+                Some(d) if d.source == source && sha256.as_ref().is_none_or(|w| &d.sha256 == w) => {
+                    std::fs::read(&cache)
+                        .ok()
+                        .filter(|b| sha256_hex(b) == d.sha256)
+                }
+                _ => None,
+            };
+            let bytes = match cached {
+                Some(b) => b,
+                None => {
+                    ctx.tools
+                        .status(Status::Maintenance, "downloading k8s-keystone-auth")?;
+                    let bytes = download(url)?;
+                    let got = sha256_hex(&bytes);
+                    if let Some(want) = sha256
+                        && &got != want
+                    {
+                        bail!("SHA-256 of {url} is {got}, k8s-keystone-auth-sha256 says {want}");
+                    }
+                    // Refuse something that is not our service before it goes further.
+                    host::write_if_changed(&cache, &bytes, Access::Executable, None)?;
+                    if service_version(&cache).is_none() {
+                        host::remove_file(&cache)?;
+                        state.download = None;
+                        bail!("{url} is not a k8s-keystone-auth binary (`--version` failed)");
+                    }
+                    state.download = Some(Download {
+                        source: source.clone(),
+                        sha256: got,
+                    });
+                    bytes
+                }
+            };
+            let sha = sha256_hex(&bytes);
+            (bytes, source, Some(sha))
         }
+    };
+    if installed.as_deref() == Some(bytes.as_slice()) {
+        state.binary_source = Some(source);
+        state.binary_sha256 = sha;
+        if state.download.take().is_some() {
+            host::remove_file(&download_cache(&ctx.paths))?;
+        }
+        return Ok(None);
     }
+    Ok(Some(NewBinary {
+        bytes,
+        source,
+        sha256: sha,
+    }))
 }
 
 /// Largest download accepted.
@@ -777,7 +987,7 @@ fn tls_material(
 
 /// Validates the would-be files with the service itself (`--check-config`) in a staging
 /// directory, before anything is switched.
-fn check_config(ctx: &Ctx<'_>, s: &Settings, files: &[File]) -> Result<()> {
+fn check_config(ctx: &Ctx<'_>, s: &Settings, files: &[File], binary: Option<&[u8]>) -> Result<()> {
     let staging = ctx.paths.state_dir().join("staging");
     host::remove_dir(&staging)?;
     host::ensure_dir(&staging, 0o700, None)?;
@@ -796,7 +1006,15 @@ fn check_config(ctx: &Ctx<'_>, s: &Settings, files: &[File]) -> Result<()> {
             Access::RootOnly,
             None,
         )?;
-        let out = Command::new(ctx.paths.binary())
+        let program = match binary {
+            Some(bytes) => {
+                let staged = staging.join("k8s-keystone-auth");
+                host::write_if_changed(&staged, bytes, Access::Executable, None)?;
+                staged
+            }
+            None => ctx.paths.binary(),
+        };
+        let out = Command::new(&program)
             .arg("--check-config")
             .arg("--config")
             .arg(&config)
@@ -818,6 +1036,15 @@ fn check_config(ctx: &Ctx<'_>, s: &Settings, files: &[File]) -> Result<()> {
     })();
     host::remove_dir(&staging)?;
     result
+}
+
+/// `scheme://host:port/healthz` of a webhook server URL.
+fn health_url(server: &str) -> Option<String> {
+    let mut u = url::Url::parse(server).ok()?;
+    u.set_path("/healthz");
+    u.set_query(None);
+    u.set_fragment(None);
+    Some(u.to_string())
 }
 
 /// Polls `url` (the service's /healthz over HTTPS, verified with `ca`) until it answers 200 or

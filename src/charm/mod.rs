@@ -67,7 +67,7 @@ pub fn main() -> ExitCode {
         event: event.clone(),
         health_timeout: Duration::from_secs(health_timeout),
     };
-    tracing::info!(event = %event, "kubernetes-keystone hook");
+    tracing::debug!(event = %event, "kubernetes-keystone hook");
     match hooks::run(&ctx) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -142,10 +142,39 @@ impl Opts<'_> {
         match self.map.get(option) {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.trim().to_string(),
+            // The value is not echoed: it may be a secret (tls-key).
             Some(other) => {
-                self.err(option, format!("expected a string, got {other}"));
+                self.err(
+                    option,
+                    format!("expected a string, got {}", type_name(other)),
+                );
                 String::new()
             }
+        }
+    }
+}
+
+/// The JSON type of a value, for messages that must not show the value.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+/// Whether a URL-like value carries user info (`user:pass@`): parsed, or by its shape when it
+/// does not parse.
+fn has_user_info(raw: &str) -> bool {
+    match Url::parse(raw) {
+        Ok(u) => !u.username().is_empty() || u.password().is_some(),
+        Err(_) => {
+            let rest = raw.split_once("://").map_or(raw, |(_, r)| r);
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            authority.contains('@')
         }
     }
 }
@@ -164,11 +193,16 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
             o.err("keystone-url", "is required (juju config kubernetes-keystone keystone-url=https://keystone:5000/v3)");
             String::new()
         } else {
-            match crate::keystone::normalize_url(&raw) {
-                Ok(u) => u.to_string(),
-                Err(e) => {
-                    o.err("keystone-url", e);
-                    String::new()
+            if has_user_info(&raw) {
+                o.err("keystone-url", "must not carry a user name or password");
+                String::new()
+            } else {
+                match crate::keystone::normalize_url(&raw) {
+                    Ok(u) => u.to_string(),
+                    Err(e) => {
+                        o.err("keystone-url", e);
+                        String::new()
+                    }
                 }
             }
         }
@@ -181,6 +215,13 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
     let binary = {
         let raw = o.string("k8s-keystone-auth-url");
         if raw.is_empty() {
+            BinarySource::Shipped
+        } else if has_user_info(&raw) {
+            // It would be shown in statuses and logs: refused, and never echoed.
+            o.err(
+                "k8s-keystone-auth-url",
+                "must not carry a user name or password (it would appear in statuses and logs)",
+            );
             BinarySource::Shipped
         } else {
             match Url::parse(&raw) {
@@ -208,18 +249,15 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
                     BinarySource::Shipped
                 }
                 Err(e) => {
-                    o.err(
-                        "k8s-keystone-auth-url",
-                        format!("{raw:?} is not a URL: {e}"),
-                    );
+                    o.err("k8s-keystone-auth-url", format!("is not a URL: {e}"));
                     BinarySource::Shipped
                 }
             }
         }
     };
 
-    let authn_url = server_url(&mut o, "authn-server-url");
-    let authz_url = server_url(&mut o, "authz-server-url");
+    let authn_url = server_url(&mut o, "authn-server-url", "authenticate");
+    let authz_url = server_url(&mut o, "authz-server-url", "authorize");
 
     let port = match map.get("port") {
         None | Some(Value::Null) => 8443,
@@ -358,29 +396,54 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
     })
 }
 
-fn server_url(o: &mut Opts<'_>, option: &'static str) -> Option<Url> {
+/// A webhook URL kube-apiserver POSTs reviews to. It must name the service's endpoint
+/// (`/<endpoint>` or `/webhook`, possibly behind a path prefix): kube-apiserver posts to the
+/// URL as written, and `/` is not an endpoint. The raw value is never echoed (it could carry a
+/// password).
+fn server_url(o: &mut Opts<'_>, option: &'static str, endpoint: &str) -> Option<Url> {
     let raw = o.string(option);
     if raw.is_empty() {
         return None;
     }
     match Url::parse(&raw) {
         Ok(u) if u.scheme() == "https" && u.host_str().is_some_and(|h| !h.is_empty()) => {
-            if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
-                o.err(option, "must not have a query, fragment or user name");
-                None
-            } else {
-                Some(u)
+            if u.query().is_some()
+                || u.fragment().is_some()
+                || !u.username().is_empty()
+                || u.password().is_some()
+            {
+                o.err(
+                    option,
+                    "must not have a query, fragment, user name or password",
+                );
+                return None;
             }
+            let last = u
+                .path_segments()
+                .and_then(|mut s| s.next_back())
+                .unwrap_or("");
+            if last != endpoint && last != "webhook" {
+                let mut example = u.clone();
+                example.set_path(&format!("/{endpoint}"));
+                o.err(
+                    option,
+                    format!(
+                        "the path must end in /{endpoint} or /webhook (kube-apiserver posts to the URL as written), e.g. {example}"
+                    ),
+                );
+                return None;
+            }
+            Some(u)
         }
         Ok(_) => {
             o.err(
                 option,
-                format!("{raw:?} must be an https:// URL with a host (kube-apiserver sends tokens to it)"),
+                "must be an https:// URL with a host (kube-apiserver sends tokens to it)",
             );
             None
         }
         Err(e) => {
-            o.err(option, format!("{raw:?} is not a URL: {e}"));
+            o.err(option, format!("is not a URL: {e}"));
             None
         }
     }
@@ -559,6 +622,37 @@ mod tests {
             s.binary,
             BinarySource::Download { sha256: None, .. }
         ));
+    }
+
+    #[test]
+    fn secrets_in_options_are_refused_and_never_echoed() {
+        let errs = validate(&opts(json!({
+            "keystone-url": "ftp://u:Pw0rdKs@ks/v3",
+            "k8s-keystone-auth-url": "https://admin:Pw0rdDl@127.0.0.1/bin",
+            "authn-server-url": "https://a:Pw0rdAn@127.0.0.1/authenticate",
+            "authz-server-url": "http://a:Pw0rdAz@127.0.0.1/authorize",
+            "tls-cert": "x", "tls-key": 1234567890123_i64
+        })))
+        .unwrap_err();
+        let text = format!("{errs:?}");
+        for secret in ["Pw0rd", "1234567890123"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        let names: Vec<_> = errs.iter().map(|e| e.option).collect();
+        for o in [
+            "keystone-url",
+            "k8s-keystone-auth-url",
+            "authn-server-url",
+            "authz-server-url",
+            "tls-key",
+        ] {
+            assert!(names.contains(&o), "{o}: {text}");
+        }
+        // Unparseable, still with user info.
+        let errs = validate(&opts(json!({"keystone-url": "https://ks/v3",
+            "k8s-keystone-auth-url": "https://admin:Pw0rd[@127.0.0.1/bin"})))
+        .unwrap_err();
+        assert!(!format!("{errs:?}").contains("Pw0rd"), "{errs:?}");
     }
 
     #[test]

@@ -1299,13 +1299,7 @@ fn charm_archive_has_every_file_with_its_mode() {
     regular("dispatch", 0o755);
     regular("bin/kubernetes-keystone-hook", 0o755);
     regular("bin/k8s-keystone-auth", 0o755);
-    for f in [
-        "metadata.yaml",
-        "config.yaml",
-        "manifest.yaml",
-        "README.md",
-        "LICENSE",
-    ] {
+    for f in ["metadata.yaml", "config.yaml", "manifest.yaml", "README.md"] {
         regular(f, 0o644);
     }
     assert_eq!(
@@ -1351,7 +1345,7 @@ fn charm_archive_has_every_file_with_its_mode() {
     }
     assert_eq!(
         entries.len(),
-        8 + events.len(),
+        7 + events.len(),
         "unexpected entries: {:?}",
         entries.keys()
     );
@@ -1475,4 +1469,262 @@ fn charm_waits_for_the_relation_and_the_kube_apiserver_snap() {
         Some("Node,RBAC,Webhook")
     );
     assert_eq!(u.apiserver_restarts(), 1);
+}
+
+/// A "new build" of the service that refuses every config (`--check-config` exits 1) and is
+/// otherwise the real service.
+fn ship_refusing_binary(u: &Unit) {
+    let shipped = u.charm.join("bin/k8s-keystone-auth");
+    std::fs::remove_file(&shipped).unwrap();
+    std::fs::write(
+        &shipped,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = --check-config ]; then echo 'error: refused by this build' >&2; exit 1; fi\ndone\nexec {SERVICE_BIN} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shipped, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn charm_upgrade_with_a_binary_that_refuses_the_config_keeps_the_old_one() {
+    let u = Unit::new(0, SnapStyle::PerFlag, json!({"port": free_port()}));
+    deploy(&u);
+    assert_eq!(u.status().0, "active", "{:?}", u.status());
+    let installed = u.path("/opt/kubernetes-keystone/bin/k8s-keystone-auth");
+    let old = std::fs::read(&installed).unwrap();
+    let pid = u.service_pid();
+    ship_refusing_binary(&u);
+    u.ok("upgrade-charm");
+    let (s, m) = u.status();
+    assert_eq!(s, "blocked");
+    assert!(m.contains("refused by this build"), "{m}");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        old,
+        "the refused binary was installed"
+    );
+    assert_eq!(u.service_pid(), pid, "the service was restarted");
+    // Later hooks still see the refused binary and stay blocked.
+    for e in ["update-status", "config-changed"] {
+        u.ok(e);
+        let (s, m) = u.status();
+        assert_eq!(s, "blocked", "{e}: {m}");
+        assert_eq!(std::fs::read(&installed).unwrap(), old);
+    }
+    // A good build again: installed, the service restarted, active.
+    let shipped = u.charm.join("bin/k8s-keystone-auth");
+    std::fs::remove_file(&shipped).unwrap();
+    std::os::unix::fs::symlink(SERVICE_BIN, &shipped).unwrap();
+    u.ok("upgrade-charm");
+    assert_eq!(u.status().0, "active", "{:?}", u.status());
+}
+
+#[test]
+fn charm_blocked_by_check_config_hooks_again_change_nothing() {
+    let u = Unit::new(0, SnapStyle::Args, json!({"port": free_port()}));
+    ship_refusing_binary(&u);
+    u.ok("install");
+    let (s, m) = u.status();
+    assert_eq!(s, "blocked");
+    assert!(m.contains("refused by this build"), "{m}");
+    let before = u.snapshot();
+    for e in ["config-changed", "update-status"] {
+        u.ok(e);
+        assert_eq!(u.status(), (s.clone(), m.clone()), "{e}");
+        assert_eq!(u.snapshot(), before, "{e} while blocked rewrote files");
+    }
+    let issued = u.juju_log().iter().filter(|l| l.contains("issued")).count();
+    assert_eq!(issued, 1, "{:?}", u.juju_log());
+}
+
+#[test]
+fn charm_does_not_point_kube_apiserver_at_a_server_url_that_does_not_answer() {
+    let port = free_port();
+    let dead = free_port();
+    let mut u = Unit::new(
+        0,
+        SnapStyle::Args,
+        json!({"port": port, "authn-server-url": format!("https://127.0.0.1:{dead}/authenticate")}),
+    );
+    u.health_timeout = 2;
+    let original = u.snap_config();
+    deploy(&u);
+    let (s, m) = u.status();
+    assert_eq!(s, "blocked");
+    assert!(
+        m.starts_with("authn-server-url: ") && m.contains("does not answer"),
+        "{m}"
+    );
+    assert_eq!(u.snap_config(), original);
+    assert_eq!(u.apiserver_restarts(), 0);
+    // A URL without a path would make kube-apiserver post to `/`: refused, naming the option.
+    u.set_config(
+        json!({"authn-server-url": "", "authz-server-url": format!("https://127.0.0.1:{port}")}),
+    );
+    u.ok("config-changed");
+    let (s, m) = u.status();
+    assert_eq!(s, "blocked");
+    assert!(
+        m.starts_with("bad option authz-server-url: ") && m.contains("/authorize"),
+        "{m}"
+    );
+    assert_eq!(u.snap_config(), original);
+}
+
+#[test]
+fn charm_documented_shared_url_deploy_with_tls_options() {
+    let port = free_port();
+    let pki = Pki::new("operator");
+    let (cert, key) = pki.leaf("k8s-keystone-auth", true);
+    let authn = format!("https://127.0.0.1:{port}/authenticate");
+    let authz = format!("https://127.0.0.1:{port}/authorize");
+    let u = Unit::new(
+        0,
+        SnapStyle::Args,
+        json!({"port": port, "authn-server-url": authn, "authz-server-url": authz,
+               "tls-cert": cert, "tls-key": key, "tls-ca": pki.ca_pem}),
+    );
+    deploy(&u);
+    assert_eq!(u.status().0, "active", "{:?}", u.status());
+    assert_eq!(u.kubeconfig("authn-webhook.kubeconfig").0, authn);
+    assert_eq!(u.kubeconfig("authz-webhook.kubeconfig").0, authz);
+    assert_eq!(
+        u.kubeconfig("authn-webhook.kubeconfig").1.trim(),
+        pki.ca_pem.trim()
+    );
+    assert_eq!(
+        u.flag(SnapStyle::Args, AUTHN_FILE),
+        Some(u.conf("authn-webhook.kubeconfig").display().to_string())
+    );
+    assert_eq!(
+        u.flag(SnapStyle::Args, AUTHZ_FILE),
+        Some(u.conf("authz-webhook.kubeconfig").display().to_string())
+    );
+    assert_idempotent(&u, "update-status");
+}
+
+#[test]
+fn charm_never_prints_a_password_or_key_from_the_options() {
+    let secrets = ["Pw0rdInTheUrl", "1234567890123", "KeyMaterialNotJson"];
+    let mut u = Unit::new(
+        0,
+        SnapStyle::Args,
+        json!({"port": free_port(),
+               "k8s-keystone-auth-url": format!("https://admin:{}@127.0.0.1:1/k8s-keystone-auth", secrets[0]),
+               "tls-cert": "x", "tls-key": 1234567890123_i64}),
+    );
+    u.health_timeout = 2;
+    let mut stderr = String::new();
+    for e in ["install", "config-changed"] {
+        let r = u.hook(e);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        stderr.push_str(&r.stderr);
+    }
+    let (s, m) = u.status();
+    assert_eq!(s, "blocked");
+    assert!(m.contains("k8s-keystone-auth-url"), "{m}");
+    // config-get printing something that is not JSON (holding a key): the hook fails without
+    // showing it.
+    let mut j = u.load("juju.json");
+    j["config_raw"] = json!(format!(
+        "{{\"tls-key\": \"-----BEGIN PRIVATE KEY-----\n{}",
+        secrets[2]
+    ));
+    u.save("juju.json", &j);
+    let r = u.hook("config-changed");
+    assert_ne!(r.code, 0);
+    assert!(
+        u.juju_log()
+            .iter()
+            .any(|l| l.starts_with("ERROR ") && l.contains("invalid JSON")),
+        "{:?}",
+        u.juju_log()
+    );
+    stderr.push_str(&r.stderr);
+    let recorded: String = ["status.jsonl", "juju-log.jsonl"]
+        .iter()
+        .map(|f| std::fs::read_to_string(u.state.join(f)).unwrap_or_default())
+        .collect();
+    for secret in secrets {
+        assert!(
+            !recorded.contains(secret),
+            "{secret} in a status or log: {recorded}"
+        );
+        assert!(!stderr.contains(secret), "{secret} on stderr: {stderr}");
+    }
+}
+
+#[test]
+fn charm_cleans_up_per_flag_options_when_the_principal_switches_to_args() {
+    let u = Unit::new(0, SnapStyle::Args, json!({"port": free_port()}));
+    // A kube-apiserver snap without any configuration yet reads as per-flag.
+    u.set_snap_config(json!({}));
+    deploy(&u);
+    assert_eq!(u.status().0, "active", "{:?}", u.status());
+    assert_eq!(
+        u.flag(SnapStyle::PerFlag, MODE).as_deref(),
+        Some("Node,RBAC,Webhook")
+    );
+    // The principal then writes its `args` (the per-flag keys the charm set are still there).
+    let mut c = u.snap_config();
+    c["args"] = json!(PRINCIPAL_ARGS);
+    u.set_snap_config(c);
+    u.ok("update-status");
+    assert_eq!(u.status().0, "active", "{:?}", u.status());
+    let c = u.snap_config();
+    assert_eq!(
+        c.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["args"],
+        "per-flag options left behind: {c}"
+    );
+    assert_eq!(
+        u.flag(SnapStyle::Args, MODE).as_deref(),
+        Some("Node,RBAC,Webhook")
+    );
+    assert_eq!(
+        u.flag(SnapStyle::Args, AUTHN_FILE),
+        Some(u.conf("authn-webhook.kubeconfig").display().to_string())
+    );
+    assert_idempotent(&u, "update-status");
+    // Removal gives the principal its `args` back as it wrote them.
+    u.ok("stop");
+    assert_eq!(u.snap_config(), json!({ "args": PRINCIPAL_ARGS }));
+}
+
+#[test]
+fn charm_logs_each_message_once_and_stop_says_what_it_did() {
+    let u = Unit::new(0, SnapStyle::Args, json!({"port": free_port()}));
+    u.remove_relation();
+    u.ok("install");
+    assert_eq!(u.status().0, "waiting", "{:?}", u.status());
+    let logged = u.juju_log();
+    assert!(logged.iter().any(|l| l.contains("wrote")), "{logged:?}");
+    // juju-log works: nothing it got is repeated on stderr.
+    let r = u.hook("install");
+    assert_eq!(r.code, 0);
+    for l in &logged {
+        let msg = l.split_once(' ').unwrap().1;
+        assert!(
+            !r.stderr.contains(msg),
+            "{msg:?} also on stderr: {}",
+            r.stderr
+        );
+    }
+    // Without the relation nothing was set on kube-apiserver: stop only stops.
+    let mut j = u.load("juju.json");
+    j["juju_log_fails"] = json!(true);
+    u.save("juju.json", &j);
+    let r = u.hook("stop");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        u.status(),
+        ("maintenance".to_string(), "stopped".to_string())
+    );
+    // juju-log failing: the message goes to stderr instead.
+    assert!(
+        r.stderr.contains("INFO stopped k8s-keystone-auth.service"),
+        "{}",
+        r.stderr
+    );
 }

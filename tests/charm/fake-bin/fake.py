@@ -135,7 +135,11 @@ def config_get():
         usage(f'invalid value "{fmt}" for option --format: unknown format "{fmt}"')
     if len(pos) > 1:
         usage(f"unrecognized args: {json.dumps(pos[1:])}")
-    config = load("juju.json", {}).get("config", {})
+    juju = load("juju.json", {})
+    if "config_raw" in juju:  # tests: a config-get that prints something broken
+        sys.stdout.write(juju["config_raw"])
+        return
+    config = juju.get("config", {})
     if pos:
         if opts.get("all"):
             usage(f'cannot use argument --all together with key "{pos[0]}"')
@@ -188,6 +192,8 @@ def juju_log():
     opts, pos = parse(ARGS, {"debug": "debug"}, {"l": "level", "log-level": "level", "format": "format"})
     if not pos:
         usage("no message specified")
+    if load("juju.json", {}).get("juju_log_fails"):  # tests: the agent cannot be reached
+        fail("cannot connect to the unit agent")
     level = "DEBUG" if opts.get("debug") else opts.get("level", "INFO").upper()
     if level not in ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         level = "INFO"
