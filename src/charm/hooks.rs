@@ -415,11 +415,14 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
 
     // kube-apiserver is only pointed at webhook servers that answer, checked with the CA the
     // kubeconfigs pin.
-    let mut servers = vec![(
-        "authn-server-url",
-        render::authn_server(&settings),
-        paths.authn_kubeconfig(),
-    )];
+    let mut servers = Vec::new();
+    if settings.authentication_webhook {
+        servers.push((
+            "authn-server-url",
+            render::authn_server(&settings),
+            paths.authn_kubeconfig(),
+        ));
+    }
     if settings.authz_webhook() {
         servers.push((
             "authz-server-url",
@@ -451,22 +454,29 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
         }
     }
 
-    let authn = render::webhook_kubeconfig(&render::authn_server(&settings), &pinned_ca);
-    let mut kube_changed = host::write_if_changed(
-        &paths.authn_kubeconfig(),
-        authn.as_bytes(),
-        Access::RootOnly,
-        None,
-    )?;
     let mut desired = BTreeMap::new();
-    desired.insert(
-        "authentication-token-webhook-config-file".to_string(),
-        paths.authn_kubeconfig().display().to_string(),
-    );
-    desired.insert(
-        "authentication-token-webhook-version".to_string(),
-        "v1".to_string(),
-    );
+    let mut kube_changed;
+    if settings.authentication_webhook {
+        let authn = render::webhook_kubeconfig(&render::authn_server(&settings), &pinned_ca);
+        kube_changed = host::write_if_changed(
+            &paths.authn_kubeconfig(),
+            authn.as_bytes(),
+            Access::RootOnly,
+            None,
+        )?;
+        desired.insert(
+            "authentication-token-webhook-config-file".to_string(),
+            paths.authn_kubeconfig().display().to_string(),
+        );
+        desired.insert(
+            "authentication-token-webhook-version".to_string(),
+            "v1".to_string(),
+        );
+    } else {
+        // Charmed Kubernetes >= 1.19: its own auth-webhook keeps the authentication flag and
+        // forwards to this service through `authn-webhook-endpoint`.
+        kube_changed = host::remove_file(&paths.authn_kubeconfig())?;
+    }
     desired.insert(
         "authorization-mode".to_string(),
         settings.authorization_mode.clone(),
@@ -497,8 +507,14 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
     let outcome = apply_apiserver(ctx, &mut state, &config, desired, kube_changed)?;
     state.save(paths)?;
     let mut msg = format!(
-        "ready: kube-apiserver uses the webhook on port {} (authorization-mode {})",
-        settings.port, settings.authorization_mode
+        "ready: kube-apiserver uses the webhook on port {} (authorization-mode {}{})",
+        settings.port,
+        settings.authorization_mode,
+        if settings.authentication_webhook {
+            ""
+        } else {
+            "; authentication left to the principal"
+        }
     );
     if !outcome.drifted.is_empty() {
         msg.push_str(&format!(

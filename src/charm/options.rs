@@ -61,6 +61,9 @@ pub struct Settings {
     pub sync_config: Option<String>,
     /// kube-apiserver `--authorization-mode`.
     pub authorization_mode: String,
+    /// Whether the charm sets kube-apiserver's authentication webhook options (off on Charmed
+    /// Kubernetes >= 1.19, whose own auth-webhook must keep them).
+    pub authentication_webhook: bool,
     /// Serving TLS from the options; `None` = the charm's own CA and certificate.
     pub tls: Option<UserTls>,
     /// Positive cache TTL, as written (`60s`).
@@ -338,6 +341,18 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
         raw
     };
 
+    let authentication_webhook = match map.get("authentication-webhook") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            o.err(
+                "authentication-webhook",
+                format!("expected a boolean, got {}", type_name(other)),
+            );
+            true
+        }
+    };
+
     let tls = {
         let cert = o.string("tls-cert");
         let key = Secret::new(o.string("tls-key"));
@@ -389,6 +404,7 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
         policy,
         sync_config,
         authorization_mode,
+        authentication_webhook,
         tls,
         cache_ttl,
         cache_negative_ttl,

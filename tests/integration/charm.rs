@@ -1728,3 +1728,57 @@ fn charm_logs_each_message_once_and_stop_says_what_it_did() {
         r.stderr
     );
 }
+
+/// Charmed Kubernetes >= 1.19 points the authentication webhook flag at its own auth-webhook
+/// (which also checks the admin and kubelet tokens). With `authentication-webhook=false` the
+/// charm leaves that flag to the principal and still manages authorization; switching the
+/// option on and off again gives the principal's value back.
+#[test]
+fn charm_can_leave_the_authentication_webhook_to_the_principal() {
+    let ck = "/root/cdk/auth-webhook/auth-webhook-conf.yaml";
+    for style in [SnapStyle::PerFlag, SnapStyle::Args] {
+        let u = Unit::new(
+            0,
+            style,
+            json!({"port": free_port(), "authentication-webhook": false}),
+        );
+        match style {
+            SnapStyle::PerFlag => {
+                let mut c = u.snap_config();
+                c[AUTHN_FILE] = json!(ck);
+                u.set_snap_config(c);
+            }
+            SnapStyle::Args => u.set_snap_config(json!({
+                "args": format!("{PRINCIPAL_ARGS} --{AUTHN_FILE}=\"{ck}\"")
+            })),
+        }
+        deploy(&u);
+        let (s, m) = u.status();
+        assert_eq!(s, "active", "{m}");
+        assert!(m.contains("authentication left to the principal"), "{m}");
+        assert_eq!(u.flag(style, AUTHN_FILE).as_deref(), Some(ck), "{style:?}");
+        assert_eq!(u.flag(style, AUTHN_VERSION), None);
+        assert!(
+            u.flag(style, AUTHZ_FILE).is_some(),
+            "authorization is still managed"
+        );
+        assert_eq!(u.flag(style, MODE).as_deref(), Some("Node,RBAC,Webhook"));
+        assert_idempotent(&u, "update-status");
+
+        u.set_config(json!({"authentication-webhook": true}));
+        u.ok("config-changed");
+        let ours = u.flag(style, AUTHN_FILE);
+        assert!(ours.is_some() && ours.as_deref() != Some(ck), "{ours:?}");
+        assert_eq!(u.flag(style, AUTHN_VERSION).as_deref(), Some("v1"));
+
+        u.set_config(json!({"authentication-webhook": false}));
+        u.ok("config-changed");
+        assert_eq!(
+            u.flag(style, AUTHN_FILE).as_deref(),
+            Some(ck),
+            "principal's value back"
+        );
+        assert_eq!(u.flag(style, AUTHN_VERSION), None);
+        assert!(u.flag(style, AUTHZ_FILE).is_some());
+    }
+}
