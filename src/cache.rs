@@ -289,15 +289,6 @@ impl<V: Clone> TokenCache<V> {
             },
         );
     }
-
-    /// Drops every entry (e.g. after a configuration change).
-    pub fn clear(&self) {
-        if let Ok(mut s) = self.state.lock() {
-            s.entries.clear();
-            s.order.clear();
-        }
-        self.gauge(0);
-    }
 }
 
 #[cfg(test)]

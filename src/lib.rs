@@ -24,6 +24,7 @@
 //! | [`plugin`] | the kubectl credential plugin: settings, token cache, ExecCredential, kubeconfig |
 //! | [`metrics`] | Prometheus counters and histograms, rendered by hand |
 //! | [`tls`] | the one rustls crypto provider, PEM loading |
+//! | [`urls`] | URL helpers: redaction for messages, loopback check |
 //! | [`secret`] | a string type that never prints its value |
 //! | [`timefmt`] | RFC 3339 timestamps without a date-time crate |
 
@@ -43,6 +44,7 @@ pub mod sync_config;
 pub mod telemetry;
 pub mod timefmt;
 pub mod tls;
+pub mod urls;
 pub mod webhook;
 
 /// An error and its causes on one line: `error: cause: cause` (what `anyhow`'s `{:#}` prints,

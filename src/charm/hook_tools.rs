@@ -67,8 +67,6 @@ pub trait HookTools {
     fn config(&self) -> Result<BTreeMap<String, Value>>;
     /// Ids (`name:N`) of the relations on an endpoint.
     fn relation_ids(&self, endpoint: &str) -> Result<Vec<String>>;
-    /// Remote units of a relation.
-    fn relation_list(&self, relation_id: &str) -> Result<Vec<String>>;
     /// Sets the unit's status.
     fn status(&self, status: Status, message: &str) -> Result<()>;
     /// Logs to the unit's log.
@@ -113,12 +111,6 @@ impl HookTools for JujuTools {
     fn relation_ids(&self, endpoint: &str) -> Result<Vec<String>> {
         let text = run("relation-ids", &["--format=json", endpoint])?;
         let v: Option<Vec<String>> = json("relation-ids", &text)?;
-        Ok(v.unwrap_or_default())
-    }
-
-    fn relation_list(&self, relation_id: &str) -> Result<Vec<String>> {
-        let text = run("relation-list", &["--format=json", "-r", relation_id])?;
-        let v: Option<Vec<String>> = json("relation-list", &text)?;
         Ok(v.unwrap_or_default())
     }
 

@@ -380,16 +380,8 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
     if let Err(e) = wait_healthy(&health, &pinned_ca, ctx.health_timeout) {
         // kube-apiserver must not rely on a webhook that does not answer: options the charm
         // set earlier go back until it does.
-        let what = if restore_apiserver(ctx, &mut state)? {
-            "kube-apiserver options restored until it does"
-        } else {
-            "kube-apiserver left unchanged"
-        };
-        let msg = format!("k8s-keystone-auth does not answer {health} ({e:#}); {what}");
-        tools.log(Level::Error, &msg);
-        tools.status(Status::Blocked, &msg)?;
-        state.save(paths)?;
-        return Ok(());
+        let subject = format!("k8s-keystone-auth does not answer {health}");
+        return block_unanswered(ctx, &mut state, &subject, &e, true);
     }
     if let Some(v) = service_version(&paths.binary()) {
         tools.application_version(&v)?;
@@ -441,16 +433,8 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
             let rendered = render::webhook_kubeconfig(server, &pinned_ca);
             let in_use = !state.applied.is_empty()
                 && std::fs::read(kubeconfig).ok().as_deref() == Some(rendered.as_bytes());
-            let what = if in_use && restore_apiserver(ctx, &mut state)? {
-                "kube-apiserver options restored until it does"
-            } else {
-                "kube-apiserver left unchanged"
-            };
-            let msg = format!("{option}: {health} does not answer ({e:#}); {what}");
-            tools.log(Level::Error, &msg);
-            tools.status(Status::Blocked, &msg)?;
-            state.save(paths)?;
-            return Ok(());
+            let subject = format!("{option}: {health} does not answer");
+            return block_unanswered(ctx, &mut state, &subject, &e, in_use);
         }
     }
 
@@ -1065,6 +1049,26 @@ fn health_url(server: &str) -> Option<String> {
 
 /// Polls `url` (the service's /healthz over HTTPS, verified with `ca`) until it answers 200 or
 /// `timeout` passes.
+/// Blocks the unit because a webhook does not answer; with `restore`, kube-apiserver's options
+/// go back to what they were before the charm first (until the webhook answers again).
+fn block_unanswered(
+    ctx: &Ctx<'_>,
+    state: &mut State,
+    subject: &str,
+    error: &anyhow::Error,
+    restore: bool,
+) -> Result<()> {
+    let what = if restore && restore_apiserver(ctx, state)? {
+        "kube-apiserver options restored until it does"
+    } else {
+        "kube-apiserver left unchanged"
+    };
+    let msg = format!("{subject} ({error:#}); {what}");
+    ctx.tools.log(Level::Error, &msg);
+    ctx.tools.status(Status::Blocked, &msg)?;
+    state.save(&ctx.paths)
+}
+
 fn wait_healthy(url: &str, ca: &str, timeout: Duration) -> Result<()> {
     crate::tls::install_crypto_provider();
     let certs = reqwest::Certificate::from_pem_bundle(ca.as_bytes()).context("invalid CA PEM")?;

@@ -46,7 +46,7 @@ pub fn write_if_changed(
     if let Ok(existing) = std::fs::read(path)
         && existing == content
     {
-        fix_metadata(path, access, gid)?;
+        fix_metadata(path, access.mode(), gid)?;
         return Ok(false);
     }
     let dir = path
@@ -68,7 +68,7 @@ pub fn write_if_changed(
             .and_then(|()| f.sync_all())
             .with_context(|| format!("cannot write {}", tmp.display()))?;
     }
-    fix_metadata(&tmp, access, gid)?;
+    fix_metadata(&tmp, access.mode(), gid)?;
     std::fs::rename(&tmp, path)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
     Ok(true)
@@ -85,11 +85,12 @@ impl ModeFor for std::fs::OpenOptions {
     }
 }
 
-fn fix_metadata(path: &Path, access: Access, gid: Option<u32>) -> Result<()> {
+/// Sets `mode` and, if given, group `gid` on `path` where they differ.
+fn fix_metadata(path: &Path, mode: u32, gid: Option<u32>) -> Result<()> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
-    if meta.mode() & 0o7777 != access.mode() {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(access.mode()))
+    if meta.mode() & 0o7777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("cannot chmod {}", path.display()))?;
     }
     if let Some(gid) = gid
@@ -107,19 +108,7 @@ pub fn ensure_dir(path: &Path, mode: u32, gid: Option<u32>) -> Result<()> {
         std::fs::create_dir_all(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
     }
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
-    if meta.mode() & 0o7777 != mode {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("cannot chmod {}", path.display()))?;
-    }
-    if let Some(gid) = gid
-        && meta.gid() != gid
-    {
-        std::os::unix::fs::chown(path, None, Some(gid))
-            .with_context(|| format!("cannot chgrp {}", path.display()))?;
-    }
-    Ok(())
+    fix_metadata(path, mode, gid)
 }
 
 /// Removes a file if it exists; returns whether it did.

@@ -86,7 +86,7 @@ impl Settings {
         [&self.authn_url, &self.authz_url]
             .into_iter()
             .flatten()
-            .any(|u| !is_loopback(u))
+            .any(|u| !crate::urls::is_loopback(u))
     }
 
     /// Extra DNS names / IPs the charm-made server certificate must cover.
@@ -100,15 +100,6 @@ impl Settings {
         v.sort();
         v.dedup();
         v
-    }
-}
-
-fn is_loopback(u: &Url) -> bool {
-    match u.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => true,
     }
 }
 

@@ -405,7 +405,7 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
         .pick(args.keystone_url.as_ref(), "keystone_url", "--keystone-url", Some("OS_AUTH_URL"), ks.url.as_ref(), "keystone.url")
         .ok_or_else(|| ConfigError::Missing("no Keystone URL: set --keystone-url, OS_AUTH_URL or `keystone.url` in the config file".into()))?;
     let url = normalize_url(&url_raw).map_err(|m| invalid(&url_origin, m))?;
-    if url.scheme() == "http" && !is_loopback(&url) {
+    if url.scheme() == "http" && !crate::urls::is_loopback(&url) {
         warnings.push(format!(
             "Keystone URL {url} is plain http: tokens travel in the clear"
         ));
@@ -595,15 +595,6 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
         log_level,
         warnings,
     })
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    }
 }
 
 fn service_identity(s: &file::ServiceIdentitySection) -> Result<AuthRequest, String> {

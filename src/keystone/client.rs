@@ -279,7 +279,7 @@ impl std::fmt::Debug for KeystoneClient {
 /// into the v3 base URL without a trailing slash (`https://ks:5000/v3`).
 pub fn normalize_url(raw: &str) -> Result<Url, String> {
     let raw = raw.trim();
-    let shown = redact_url(raw);
+    let shown = crate::urls::redact_url(raw);
     if raw.is_empty() {
         return Err("is empty".into());
     }
@@ -306,22 +306,6 @@ pub fn normalize_url(raw: &str) -> Result<Url, String> {
     }
     url.set_path(&path);
     Ok(url)
-}
-
-/// A URL as it may be shown in a message: user info and query replaced by `...`.
-pub fn redact_url(raw: &str) -> String {
-    let mut s = raw.to_string();
-    if let Some(q) = s.find(['?', '#']) {
-        s.truncate(q);
-        s.push_str("?...");
-    }
-    if let Some(at) = s.rfind('@') {
-        let start = s.find("://").map(|i| i + 3).unwrap_or(0);
-        if start <= at {
-            s.replace_range(start..at, "...");
-        }
-    }
-    s
 }
 
 impl KeystoneClient {
@@ -380,11 +364,6 @@ impl KeystoneClient {
                 last_answer: std::sync::Mutex::new(None),
             }),
         })
-    }
-
-    /// The v3 base URL.
-    pub fn base_url(&self) -> &Url {
-        &self.inner.base
     }
 
     /// When Keystone last answered anything (even a refusal); `None` if never.

@@ -620,31 +620,6 @@ fn text_of(layer: Option<&Layer>, field: Field) -> Option<String> {
         .map(|v| v.expose().to_string())
 }
 
-/// The URL as it may appear in a message: no user info, no query, no fragment (they may hold
-/// a password or a token). Works on text that is not a URL at all, too.
-pub fn redact_url(raw: &str) -> String {
-    let raw = raw.trim();
-    let (head, cut) = match raw.find(['?', '#']) {
-        Some(i) => (&raw[..i], true),
-        None => (raw, false),
-    };
-    let (scheme, rest) = match head.find("://") {
-        Some(i) => (&head[..i + 3], &head[i + 3..]),
-        None => ("", head),
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(i) => format!("<redacted>@{}", &authority[i + 1..]),
-        None => authority.to_string(),
-    };
-    let mut out = format!("{scheme}{authority}{path}");
-    if cut {
-        out.push_str("?<redacted>");
-    }
-    out
-}
-
 /// Decides the flow and checks that every non-secret setting it needs is there.
 pub fn resolve(layers: &[Layer]) -> Result<Plan, SettingsError> {
     let l = Layers(layers);
@@ -655,7 +630,7 @@ pub fn resolve(layers: &[Layer]) -> Result<Plan, SettingsError> {
     let url = normalize_url(url_raw.0.expose()).map_err(|reason| {
         // normalize_url quotes the URL it got: quote the redacted one instead.
         let raw = url_raw.0.expose().trim();
-        let shown = redact_url(raw);
+        let shown = crate::urls::redact_url(raw);
         SettingsError::Invalid {
             field: Field::AuthUrl,
             reason: reason.replace(&format!("{raw:?}"), &format!("{shown:?}")),
@@ -796,6 +771,7 @@ fn infer_one(layer: &Layer) -> AuthType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::urls::redact_url;
 
     fn layer(origin: Origin, pairs: &[(Field, &str)]) -> Layer {
         let mut l = Layer::new(origin);

@@ -1,7 +1,7 @@
 //! Watching files by polling their metadata: simple, portable, and it sees Kubernetes'
 //! ConfigMap and Secret volume updates (an atomic symlink swap) as well as in-place rewrites.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 /// What identifies a version of a file. Any change triggers a reload.
@@ -57,7 +57,7 @@ pub async fn watch(
 pub fn names(paths: &[PathBuf]) -> String {
     paths
         .iter()
-        .map(|p: &PathBuf| Path::display(p).to_string())
+        .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -671,69 +671,47 @@ async fn every_credential_source_gets_alice_a_token() {
     assert_is_alice(&svc, &t, true).await;
 
     // Environment: each OS_* flow.
-    let t = sb.plugin(&no_cache, &app_cred_env()).await.token();
-    assert_is_alice(&svc, &t, true).await;
-    let t = sb
-        .plugin(
-            &no_cache,
-            &[
-                ("OS_AUTH_URL", url.clone()),
-                ("OS_AUTH_TYPE", "v3applicationcredential".into()),
-                ("OS_APPLICATION_CREDENTIAL_NAME", "kubectl".into()),
-                ("OS_USER_ID", env("KS_ALICE_ID")),
-                ("OS_APPLICATION_CREDENTIAL_SECRET", ac_secret.clone()),
-                // an openrc's password in the same environment does not win over OS_AUTH_TYPE
-                ("OS_USERNAME", "bob".into()),
-                ("OS_PASSWORD", "nope".into()),
-            ],
-        )
-        .await
-        .token();
-    assert_is_alice(&svc, &t, true).await;
-    let t = sb
-        .plugin(
-            &no_cache,
-            &[
-                ("OS_AUTH_URL", url.clone()),
-                ("OS_AUTH_TYPE", "password".into()),
-                ("OS_USERNAME", "alice".into()),
-                ("OS_PASSWORD", password.clone()),
-                ("OS_USER_DOMAIN_NAME", "k8s".into()),
-                ("OS_PROJECT_NAME", "team-a".into()),
-                ("OS_PROJECT_DOMAIN_NAME", "k8s".into()),
-            ],
-        )
-        .await
-        .token();
-    assert_is_alice(&svc, &t, true).await;
-    // OS_DOMAIN_NAME stands for both domains; OS_PROJECT_ID scopes by id.
-    let t = sb
-        .plugin(
-            &no_cache,
-            &[
-                ("OS_AUTH_URL", url.clone()),
-                ("OS_USERNAME", "alice".into()),
-                ("OS_PASSWORD", password.clone()),
-                ("OS_DOMAIN_NAME", "k8s".into()),
-                ("OS_PROJECT_NAME", "team-a".into()),
-            ],
-        )
-        .await
-        .token();
-    assert_is_alice(&svc, &t, true).await;
-    let t = sb
-        .plugin(
-            &no_cache,
-            &[
-                ("OS_AUTH_URL", url.clone()),
-                ("OS_USER_ID", env("KS_ALICE_ID")),
-                ("OS_PASSWORD", password.clone()),
-                ("OS_PROJECT_ID", env("KS_PROJECT_ID")),
-            ],
-        )
-        .await
-        .token();
-    assert_is_alice(&svc, &t, true).await;
+    // Each flow gets alice a token.
+    let flows: Vec<Vec<(&str, String)>> = vec![
+        app_cred_env(),
+        vec![
+            ("OS_AUTH_URL", url.clone()),
+            ("OS_AUTH_TYPE", "v3applicationcredential".into()),
+            ("OS_APPLICATION_CREDENTIAL_NAME", "kubectl".into()),
+            ("OS_USER_ID", env("KS_ALICE_ID")),
+            ("OS_APPLICATION_CREDENTIAL_SECRET", ac_secret.clone()),
+            // an openrc's password in the same environment does not win over OS_AUTH_TYPE
+            ("OS_USERNAME", "bob".into()),
+            ("OS_PASSWORD", "nope".into()),
+        ],
+        vec![
+            ("OS_AUTH_URL", url.clone()),
+            ("OS_AUTH_TYPE", "password".into()),
+            ("OS_USERNAME", "alice".into()),
+            ("OS_PASSWORD", password.clone()),
+            ("OS_USER_DOMAIN_NAME", "k8s".into()),
+            ("OS_PROJECT_NAME", "team-a".into()),
+            ("OS_PROJECT_DOMAIN_NAME", "k8s".into()),
+        ],
+        // OS_DOMAIN_NAME stands for both domains; OS_PROJECT_ID scopes by id.
+        vec![
+            ("OS_AUTH_URL", url.clone()),
+            ("OS_USERNAME", "alice".into()),
+            ("OS_PASSWORD", password.clone()),
+            ("OS_DOMAIN_NAME", "k8s".into()),
+            ("OS_PROJECT_NAME", "team-a".into()),
+        ],
+        vec![
+            ("OS_AUTH_URL", url.clone()),
+            ("OS_USER_ID", env("KS_ALICE_ID")),
+            ("OS_PASSWORD", password.clone()),
+            ("OS_PROJECT_ID", env("KS_PROJECT_ID")),
+        ],
+    ];
+    for flow in &flows {
+        let t = sb.plugin(&no_cache, flow).await.token();
+        assert_is_alice(&svc, &t, true).await;
+    }
     // User and project in different domains: alice@k8s scoped to... her own project in k8s,
     // alice@Default to "other" in Default (names collide across domains).
     let t = sb

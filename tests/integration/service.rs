@@ -343,38 +343,25 @@ fn help_explains_the_flags() {
 fn sync_config_is_validated_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let sync = dir.path().join("sync.yaml");
-    std::fs::write(
-        &sync,
-        "data-types-to-sync: [projects]\nnamespace-format: \"%n\"\n",
-    )
-    .unwrap();
-    let out = run_binary(&[
-        "--keystone-url",
-        "http://127.0.0.1:9",
-        "--insecure-http",
-        "--check-config",
-        "--sync-config-file",
-        sync.to_str().unwrap(),
-    ]);
+    let check = |yaml: &str| {
+        std::fs::write(&sync, yaml).unwrap();
+        run_binary(&[
+            "--keystone-url",
+            "http://127.0.0.1:9",
+            "--insecure-http",
+            "--check-config",
+            "--sync-config-file",
+            sync.to_str().unwrap(),
+        ])
+    };
+    let out = check("data-types-to-sync: [projects]\nnamespace-format: \"%n\"\n");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("invalid sync config file") && err.contains("must contain %i"),
         "{err}"
     );
-    std::fs::write(
-        &sync,
-        "data-types-to-sync: [projects]\nnamespace-format: \"k-%i\"\n",
-    )
-    .unwrap();
-    let out = run_binary(&[
-        "--keystone-url",
-        "http://127.0.0.1:9",
-        "--insecure-http",
-        "--check-config",
-        "--sync-config-file",
-        sync.to_str().unwrap(),
-    ]);
+    let out = check("data-types-to-sync: [projects]\nnamespace-format: \"k-%i\"\n");
     assert!(
         out.status.success(),
         "{}",

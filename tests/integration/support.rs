@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use rustls_pki_types::pem::PemObject;
@@ -14,9 +14,6 @@ use serde_json::{Value, json};
 /// writing; every other test that talks to Keystone takes it for reading.
 pub static KEYSTONE: LazyLock<tokio::sync::RwLock<()>> =
     LazyLock::new(|| tokio::sync::RwLock::new(()));
-
-/// Every token issued during the run, so that logs can be scanned for them.
-pub static ISSUED: LazyLock<Mutex<Vec<String>>> = LazyLock::new(|| Mutex::new(Vec::new()));
 
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -39,7 +36,6 @@ pub fn record_issued(t: &str) {
 }
 
 fn record_token(t: &str) {
-    ISSUED.lock().unwrap().push(t.to_string());
     let path = log_dir().join("issued-tokens");
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
