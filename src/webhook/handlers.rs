@@ -228,18 +228,8 @@ fn subject_access_review(body: &[u8], state: &State, started: Instant) -> Respon
         &[("kind", "SubjectAccessReview"), ("result", result)],
     );
     state.metrics.observe_review("SubjectAccessReview", elapsed);
-    let what = match (&spec.resource_attributes, &spec.non_resource_attributes) {
-        (Some(r), _) => format!(
-            "{} {}/{}{}{}",
-            r.verb,
-            r.namespace,
-            r.resource,
-            if r.subresource.is_empty() { "" } else { "/" },
-            r.subresource
-        ),
-        (None, Some(n)) => format!("{} {}", n.verb, n.path),
-        (None, None) => String::new(),
-    };
+    // Formatted only when the log line is emitted (most SARs are logged at debug level).
+    let what = RequestLine(spec);
     // Requests of users that are not from Keystone (system components) are the bulk of the
     // traffic and never match; keep them out of the info log.
     if spec.extra.is_some() {
@@ -257,6 +247,26 @@ fn subject_access_review(body: &[u8], state: &State, started: Instant) -> Respon
         },
     };
     warp::reply::json(&answer).into_response()
+}
+
+/// `verb namespace/resource[/subresource]` or `verb path`, for the decision log.
+struct RequestLine<'a>(&'a k8s::SubjectAccessReviewSpec);
+
+impl std::fmt::Display for RequestLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.0.resource_attributes, &self.0.non_resource_attributes) {
+            (Some(r), _) if r.subresource.is_empty() => {
+                write!(f, "{} {}/{}", r.verb, r.namespace, r.resource)
+            }
+            (Some(r), _) => write!(
+                f,
+                "{} {}/{}/{}",
+                r.verb, r.namespace, r.resource, r.subresource
+            ),
+            (None, Some(n)) => write!(f, "{} {}", n.verb, n.path),
+            (None, None) => Ok(()),
+        }
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -367,5 +377,27 @@ mod tests {
             check_type(&meta("", ""), Expect::Any).unwrap_err(),
             "`kind` is missing"
         );
+    }
+
+    #[test]
+    fn request_lines_name_verb_and_target() {
+        let mut spec = k8s::SubjectAccessReviewSpec::default();
+        assert_eq!(RequestLine(&spec).to_string(), "");
+        spec.non_resource_attributes = Some(k8s::NonResourceAttributes {
+            path: "/api".into(),
+            verb: "get".into(),
+        });
+        assert_eq!(RequestLine(&spec).to_string(), "get /api");
+        spec.resource_attributes = Some(k8s::ResourceAttributes {
+            verb: "create".into(),
+            namespace: "default".into(),
+            resource: "pods".into(),
+            ..Default::default()
+        });
+        assert_eq!(RequestLine(&spec).to_string(), "create default/pods");
+        if let Some(r) = spec.resource_attributes.as_mut() {
+            r.subresource = "exec".into();
+        }
+        assert_eq!(RequestLine(&spec).to_string(), "create default/pods/exec");
     }
 }
