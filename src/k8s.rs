@@ -36,6 +36,9 @@ pub mod extra_keys {
     pub const USER_DOMAIN_ID: &str = "alpha.kubernetes.io/identity/user/domain/id";
     /// Domain name of the user.
     pub const USER_DOMAIN_NAME: &str = "alpha.kubernetes.io/identity/user/domain/name";
+    /// Set by kube-apiserver itself (never by this service) for ServiceAccount tokens
+    /// (`JTI=...`) and X.509 client certificates (`X509SHA256=...`).
+    pub const CREDENTIAL_ID: &str = "authentication.kubernetes.io/credential-id";
 }
 
 /// `apiVersion` and `kind`, read first so that a wrong kind or version gets a precise answer.

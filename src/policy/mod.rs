@@ -42,7 +42,16 @@
 //!
 //! # Evaluation
 //!
-//! Requests without `extra` (not authenticated by Keystone) are denied. Rules are tried in order
+//! Only identities this service authenticated from Keystone can match a rule: the request's
+//! `extra` must hold exactly one non-empty Keystone project id
+//! (`alpha.kubernetes.io/identity/project/id`, which this service's TokenReview answers always
+//! set) and no `authentication.kubernetes.io/credential-id`, which kube-apiserver adds for
+//! ServiceAccount tokens (`JTI=...`) and X.509 client certificates (`X509SHA256=...`) but never for
+//! webhook-authenticated users. Everything else gets "no opinion" with the reason
+//! "not a Keystone identity". (The Go reference only checks that `extra` is present, so its rules
+//! without `users` also grant to ServiceAccounts and certificate users: a deliberate difference.)
+//!
+//! Rules are tried in order
 //! and the first one that allows wins; a rule's version 2 permissions take precedence over its
 //! version 1 object of the same kind. Nothing matching means `allowed: false` ("no opinion" for
 //! the API server).
@@ -59,15 +68,13 @@ mod tests;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// `extra` key holding the token's role names.
-const EXTRA_ROLES: &str = "alpha.kubernetes.io/identity/roles";
-/// `extra` key holding the token's project ID.
-const EXTRA_PROJECT_ID: &str = "alpha.kubernetes.io/identity/project/id";
-/// `extra` key holding the token's project name.
-const EXTRA_PROJECT_NAME: &str = "alpha.kubernetes.io/identity/project/name";
+use crate::k8s::extra_keys::{
+    CREDENTIAL_ID as EXTRA_CREDENTIAL_ID, PROJECT_ID as EXTRA_PROJECT_ID,
+    PROJECT_NAME as EXTRA_PROJECT_NAME, ROLES as EXTRA_ROLES,
+};
 
-/// Reason of a denial caused by a request without `extra`.
-const REASON_NO_IDENTITY: &str = "no Keystone identity in the request";
+/// Reason of a denial caused by a request whose subject this service did not authenticate.
+const REASON_NO_IDENTITY: &str = "not a Keystone identity";
 /// Reason of a denial because no rule allowed the request.
 const REASON_NO_MATCH: &str = "no policy rule matched";
 
@@ -268,7 +275,7 @@ impl Policy {
 
     /// Decides a SubjectAccessReview. Pure and allocation-light.
     pub fn evaluate(&self, req: &Request<'_>) -> Decision {
-        let Some(extra) = req.extra else {
+        let Some(extra) = req.extra.filter(|e| is_keystone_identity(e)) else {
             return Decision::deny(REASON_NO_IDENTITY);
         };
         let field = |key: &str| extra.get(key).map_or(&[][..], Vec::as_slice);
@@ -290,6 +297,14 @@ impl Policy {
         }
         Decision::deny(REASON_NO_MATCH)
     }
+}
+
+/// Whether `extra` is that of a user this service authenticated from Keystone: exactly one
+/// non-empty project id, and no credential id (kube-apiserver sets that key for ServiceAccount
+/// tokens and client certificates only).
+pub fn is_keystone_identity(extra: &BTreeMap<String, Vec<String>>) -> bool {
+    matches!(extra.get(EXTRA_PROJECT_ID).map(Vec::as_slice), Some([id]) if !id.is_empty())
+        && !extra.contains_key(EXTRA_CREDENTIAL_ID)
 }
 
 impl Rule {

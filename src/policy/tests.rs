@@ -60,13 +60,30 @@ struct Who {
 }
 
 impl Who {
-    /// A Keystone user (has `extra`, initially empty).
+    /// A Keystone user: `extra` holds only a project id (as every answer of this service does);
+    /// `project_id` adds more ids, which makes it no Keystone identity.
     fn new(name: &str) -> Self {
         Who {
             name: name.into(),
             uid: String::new(),
             groups: vec![],
-            extra: Some(BTreeMap::new()),
+            extra: Some(BTreeMap::from([(
+                EXTRA_PROJECT_ID.to_string(),
+                vec!["keystone-project-id".to_string()],
+            )])),
+        }
+    }
+
+    /// `extra` as kube-apiserver sends it for a ServiceAccount token or a client certificate:
+    /// present, but not from this service.
+    fn with_extra(name: &str, extra: &[(&str, &str)]) -> Self {
+        let mut extra_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in extra {
+            extra_map.entry((*k).into()).or_default().push((*v).into());
+        }
+        Who {
+            extra: Some(extra_map),
+            ..Who::new(name)
         }
     }
 
@@ -95,8 +112,12 @@ impl Who {
         self.push(EXTRA_PROJECT_NAME, name)
     }
 
-    fn project_id(self, id: &str) -> Self {
-        self.push(EXTRA_PROJECT_ID, id)
+    /// Sets the project id (replacing the default one).
+    fn project_id(mut self, id: &str) -> Self {
+        if let Some(e) = self.extra.as_mut() {
+            e.insert(EXTRA_PROJECT_ID.into(), vec![id.into()]);
+        }
+        self
     }
 
     fn group(mut self, group: &str) -> Self {
@@ -395,7 +416,7 @@ fn upstream_v2_reasons() {
         Who::without_extra("test1").decide(&p, res("get", "default", "pods")),
         Decision {
             allowed: false,
-            reason: "no Keystone identity in the request".into()
+            reason: "not a Keystone identity".into()
         }
     );
 }
@@ -801,10 +822,26 @@ fn nonresource_prefix_in_v1_exact_in_v2() {
 #[test]
 fn no_extra_is_denied() {
     let p = load(&v2_grant("*/*", r#"["*"]"#));
-    let reason = "no Keystone identity in the request";
+    let reason = "not a Keystone identity";
     for who in [
         Who::without_extra("system:anonymous"),
         Who::without_extra("admin").group("system:masters"),
+        // What kube-apiserver v1.32+ sends for a ServiceAccount token and a client certificate.
+        Who::with_extra(
+            "system:serviceaccount:ns1:sa1",
+            &[
+                (EXTRA_CREDENTIAL_ID, "JTI=0b3c1d2e"),
+                ("authentication.kubernetes.io/pod-name", "p"),
+            ],
+        ),
+        Who::with_extra("cert-user", &[(EXTRA_CREDENTIAL_ID, "X509SHA256=ab12")]),
+        // A credential id beside a Keystone project id (impersonation, a foreign authenticator).
+        Who::new("u").push(EXTRA_CREDENTIAL_ID, "JTI=1"),
+        // Present but empty `extra` (Go allows it), no project id, an empty one, or two.
+        Who::with_extra("u", &[]),
+        Who::with_extra("u", &[(EXTRA_PROJECT_NAME, "demo")]),
+        Who::with_extra("u", &[(EXTRA_PROJECT_ID, "")]),
+        Who::with_extra("u", &[(EXTRA_PROJECT_ID, "a"), (EXTRA_PROJECT_ID, "b")]),
     ] {
         assert_eq!(
             who.decide(&p, res("get", "default", "pods")),
@@ -815,7 +852,6 @@ fn no_extra_is_denied() {
         );
         assert_eq!(who.decide(&p, nonres("get", "/healthz")).reason, reason);
     }
-    // An empty `extra` map is "present", as in Go.
     assert!(Who::new("u").can(&p, res("get", "default", "pods")));
 }
 
@@ -1535,13 +1571,17 @@ proptest! {
         let who = Who { extra: None, ..who };
         let p = load(r#"[{"resource_permissions": {"*/*": ["*"]}, "nonresource": {"verbs": ["*"], "path": "*"}}]"#);
         let d = who.decide(&p, attributes(resource, &attrs));
-        prop_assert_eq!(d, Decision { allowed: false, reason: "no Keystone identity in the request".into() });
+        prop_assert_eq!(d, Decision { allowed: false, reason: "not a Keystone identity".into() });
     }
 
     #[test]
     fn allow_all_allows_every_keystone_request(who in arb_who(), (resource, attrs) in arb_attributes()) {
         let p = load(r#"[{"resource_permissions": {"*/*": ["*"]}, "nonresource": {"verbs": ["*"], "path": "*"}}]"#);
         let d = who.decide(&p, attributes(resource, &attrs));
-        prop_assert_eq!(d.allowed, who.extra.is_some());
+        let keystone = who.extra.as_ref().is_some_and(|e| {
+            e.get(EXTRA_PROJECT_ID).is_some_and(|ids| ids.len() == 1 && !ids[0].is_empty())
+                && !e.contains_key(EXTRA_CREDENTIAL_ID)
+        });
+        prop_assert_eq!(d.allowed, keystone);
     }
 }

@@ -232,7 +232,11 @@ fn subject_access_review(body: &[u8], state: &State, started: Instant) -> Respon
     let what = RequestLine(spec);
     // Requests of users that are not from Keystone (system components) are the bulk of the
     // traffic and never match; keep them out of the info log.
-    if spec.extra.is_some() {
+    if spec
+        .extra
+        .as_ref()
+        .is_some_and(crate::policy::is_keystone_identity)
+    {
         info!(kind = "SubjectAccessReview", user = %spec.user, request = %what, result, reason = %decision.reason, latency_ms = ms(elapsed), "review");
     } else {
         debug!(kind = "SubjectAccessReview", user = %spec.user, request = %what, result, reason = %decision.reason, latency_ms = ms(elapsed), "review");
