@@ -1782,3 +1782,85 @@ fn charm_can_leave_the_authentication_webhook_to_the_principal() {
         assert!(u.flag(style, AUTHZ_FILE).is_some());
     }
 }
+
+/// The webhook kubeconfigs the hook executable renders (CA pinned) are the files a real
+/// kube-apiserver is started with (and the webhook API version the charm set on the snap), and
+/// real kubectl requests go through them to the service the charm runs and to Keystone.
+#[test]
+fn charm_kubeconfigs_drive_a_real_kube_apiserver() {
+    let policy = std::fs::read_to_string(Path::new(REPO).join("tests/k8s/policy.json")).unwrap();
+    let port = free_port();
+    let u = Unit::new(0, SnapStyle::Args, json!({"port": port, "policy": policy}));
+    deploy(&u);
+    let (s, m) = u.status();
+    assert_eq!(s, "active", "{m}");
+    let version = u.flag(SnapStyle::Args, AUTHN_VERSION).unwrap();
+    assert_eq!(
+        u.flag(SnapStyle::Args, AUTHZ_VERSION),
+        Some(version.clone())
+    );
+    assert_eq!(
+        u.flag(SnapStyle::Args, MODE).as_deref(),
+        Some("Node,RBAC,Webhook")
+    );
+    let authn = u.conf("authn-webhook.kubeconfig");
+    let authz = u.conf("authz-webhook.kubeconfig");
+    assert_eq!(
+        u.flag(SnapStyle::Args, AUTHN_FILE).as_deref(),
+        authn.to_str()
+    );
+    let api = crate::apiserver::OwnApiserver::start(&authn, &authz, &version, "");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let _ks = KEYSTONE.read().await;
+        let ks = Keystone::get();
+        let token = ks
+            .app_cred_token(&env("KS_AC_KUBECTL_RO_ID"), &env("KS_AC_KUBECTL_RO_SECRET"))
+            .await
+            .unwrap();
+        let sb = crate::apiserver::Sandbox::new();
+        let who = api
+            .with_token(
+                &sb,
+                &token,
+                &[
+                    "auth",
+                    "whoami",
+                    "-o",
+                    "jsonpath={.status.userInfo.username}",
+                ],
+            )
+            .await;
+        assert_eq!(who.code, Some(0), "{}", who.stderr);
+        assert_eq!(who.stdout.trim(), "alice");
+        // The authorization kubeconfig: the policy's rule 0 through the charm's service.
+        let yes = api
+            .with_token(
+                &sb,
+                &token,
+                &["auth", "can-i", "list", "pods", "-n", "team-a"],
+            )
+            .await;
+        assert_eq!(yes.stdout.trim(), "yes", "{}", yes.stderr);
+        let no = api
+            .with_token(
+                &sb,
+                &token,
+                &["auth", "can-i", "delete", "pods", "-n", "team-a"],
+            )
+            .await;
+        assert_eq!(no.stdout.trim(), "no", "{}", no.stderr);
+        let refused = api
+            .with_token(
+                &sb,
+                &format!("gAAAAA{}", "y".repeat(180)),
+                &["get", "--raw", "/api"],
+            )
+            .await;
+        assert_ne!(refused.code, Some(0));
+    });
+}

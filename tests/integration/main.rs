@@ -12,6 +12,7 @@
 
 mod support;
 
+mod apiserver;
 mod authn;
 mod authz;
 mod charm;
