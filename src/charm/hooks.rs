@@ -456,6 +456,12 @@ pub fn reconcile(ctx: &Ctx<'_>) -> Result<()> {
             "authentication-token-webhook-version".to_string(),
             "v1".to_string(),
         );
+        // Set deliberately: kube-apiserver's default (2m) is most of how long a deleted
+        // credential keeps working (docs/kube-apiserver.md).
+        desired.insert(
+            "authentication-token-webhook-cache-ttl".to_string(),
+            settings.apiserver_authn_cache_ttl.clone(),
+        );
     } else {
         // Charmed Kubernetes >= 1.19: its own auth-webhook keeps the authentication flag and
         // forwards to this service through `authn-webhook-endpoint`.

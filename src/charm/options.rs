@@ -70,6 +70,8 @@ pub struct Settings {
     pub cache_ttl: String,
     /// Negative cache TTL, as written (`10s`).
     pub cache_negative_ttl: String,
+    /// kube-apiserver `--authentication-token-webhook-cache-ttl`, as written (`30s`).
+    pub apiserver_authn_cache_ttl: String,
     /// Service log level.
     pub log_level: String,
 }
@@ -369,6 +371,7 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
 
     let cache_ttl = duration(&mut o, "cache-ttl", "60s");
     let cache_negative_ttl = duration(&mut o, "cache-negative-ttl", "10s");
+    let apiserver_authn_cache_ttl = duration(&mut o, "apiserver-authn-cache-ttl", "30s");
 
     let log_level = {
         let raw = o.string("log-level").to_ascii_lowercase();
@@ -399,6 +402,7 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
         tls,
         cache_ttl,
         cache_negative_ttl,
+        apiserver_authn_cache_ttl,
         log_level,
     })
 }

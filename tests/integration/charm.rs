@@ -23,6 +23,7 @@ const ENDPOINT: &str = "kubernetes-master";
 /// The flags the charm manages on kube-apiserver.
 const AUTHN_FILE: &str = "authentication-token-webhook-config-file";
 const AUTHN_VERSION: &str = "authentication-token-webhook-version";
+const AUTHN_CACHE_TTL: &str = "authentication-token-webhook-cache-ttl";
 const AUTHZ_FILE: &str = "authorization-webhook-config-file";
 const AUTHZ_VERSION: &str = "authorization-webhook-version";
 const MODE: &str = "authorization-mode";
@@ -550,6 +551,7 @@ fn the_whole_life(style: SnapStyle) {
     let authz_kc = u.conf("authz-webhook.kubeconfig").display().to_string();
     assert_eq!(u.flag(style, AUTHN_FILE), Some(authn_kc.clone()));
     assert_eq!(u.flag(style, AUTHN_VERSION).as_deref(), Some("v1"));
+    assert_eq!(u.flag(style, AUTHN_CACHE_TTL).as_deref(), Some("30s"));
     assert_eq!(u.flag(style, AUTHZ_FILE), Some(authz_kc.clone()));
     assert_eq!(u.flag(style, AUTHZ_VERSION).as_deref(), Some("v1"));
     assert_eq!(u.flag(style, MODE).as_deref(), Some("Node,RBAC,Webhook"));
@@ -1758,6 +1760,7 @@ fn charm_can_leave_the_authentication_webhook_to_the_principal() {
         assert!(m.contains("authentication left to the principal"), "{m}");
         assert_eq!(u.flag(style, AUTHN_FILE).as_deref(), Some(ck), "{style:?}");
         assert_eq!(u.flag(style, AUTHN_VERSION), None);
+        assert_eq!(u.flag(style, AUTHN_CACHE_TTL), None);
         assert!(
             u.flag(style, AUTHZ_FILE).is_some(),
             "authorization is still managed"
@@ -1809,7 +1812,14 @@ fn charm_kubeconfigs_drive_a_real_kube_apiserver() {
         u.flag(SnapStyle::Args, AUTHN_FILE).as_deref(),
         authn.to_str()
     );
-    let api = crate::apiserver::OwnApiserver::start(&authn, &authz, &version, "");
+    // Every flag the charm set on the snap goes to the real apiserver (up.sh sets the mode).
+    let ttl = u.flag(SnapStyle::Args, AUTHN_CACHE_TTL).unwrap();
+    let api = crate::apiserver::OwnApiserver::start(
+        &authn,
+        &authz,
+        &version,
+        &format!("--{AUTHN_CACHE_TTL}={ttl}"),
+    );
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
