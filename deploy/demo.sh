@@ -1,70 +1,81 @@
 #!/usr/bin/env bash
-# Local demo: a real Keystone on 127.0.0.1, k8s-keystone-auth on a self-signed certificate,
-# then a TokenReview and a SubjectAccessReview sent as kube-apiserver sends them, with the
-# answers. Everything listens on 127.0.0.1 only. KEEP=1 leaves Keystone and the service up.
+# The product's main job, end to end on 127.0.0.1: a real Keystone (PyPI keystone 30, SQLite), a
+# real kube-apiserver v1.36 with etcd (built from their Go modules, cached after the first run)
+# whose authentication and authorization webhook is k8s-keystone-auth, and real kubectl with the
+# kubectl-keystone-auth exec plugin. A Keystone user's application credential becomes a
+# kubeconfig; then `kubectl auth whoami`, an allowed `kubectl get` and a refused one, and the
+# service's decision log. KEEP=1 leaves everything running.
+#
+# Cold (nothing built, Keystone not installed): about 18 min on 2 cores, most of it building
+# kube-apiserver once. Warm: about 1 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KS_DIR=${KS_DIR:-/tmp/keystone-test} KS_PORT=${KS_PORT:-5000}
-DEMO=${DEMO_DIR:-/tmp/k8s-keystone-auth-demo}
-PORT=${DEMO_PORT:-8443}
-mkdir -p "$DEMO"
+export BED_DIR=${DEMO_DIR:-/tmp/kk-demo}
+export BED_SERVICE_PORT=${DEMO_SERVICE_PORT:-18444} BED_V1_PORT=${DEMO_K8S_PORT:-16444} BED_V1BETA1_PORT=""
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '\033[2m$ %s\033[0m\n' "$*"; }
 
-say "1. Keystone (PyPI keystone 30, SQLite) on 127.0.0.1:$KS_PORT (first run ~40 s)"
+say "1. Keystone on 127.0.0.1:$KS_PORT (first run installs it from PyPI, ~40 s)"
 bash tests/keystone/up.sh >/dev/null
 python3 tests/keystone/seed.py > "$KS_DIR/seed.env"
 set -a; source "$KS_DIR/seed.env"; set +a
-echo "Keystone: $KS_URL; user alice@k8s on project team-a, read-only application credential 'kubectl-ro' (role k8s-viewer)"
+echo "Keystone: $KS_URL"
+echo "User alice (domain k8s) on project team-a; her application credential 'kubectl-ro' carries only the role k8s-viewer."
 
-say "2. Build k8s-keystone-auth"
-cargo build --quiet --bin k8s-keystone-auth
-BIN=target/debug/k8s-keystone-auth
+say "2. Build k8s-keystone-auth and kubectl-keystone-auth"
+cargo build --quiet --locked --bins
+PLUGIN=$PWD/target/debug/kubectl-keystone-auth
 
-say "3. Self-signed certificate for 127.0.0.1 and the service on https://127.0.0.1:$PORT"
-[ -s "$DEMO/tls.crt" ] || openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=k8s-keystone-auth" \
-  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$DEMO/tls.key" -out "$DEMO/tls.crt" 2>/dev/null
-cp deploy/policy-example.json "$DEMO/policy.json"
-[ -s "$DEMO/pid" ] && kill "$(cat "$DEMO/pid")" 2>/dev/null && sleep 0.5 || true
-setsid "$BIN" --listen "127.0.0.1:$PORT" --tls-cert-file "$DEMO/tls.crt" --tls-private-key-file "$DEMO/tls.key" \
-  --keystone-url "$KS_URL" --keystone-policy-file "$DEMO/policy.json" </dev/null >"$DEMO/service.log" 2>&1 &
-echo $! > "$DEMO/pid"
-for _ in $(seq 1 100); do curl -fs --cacert "$DEMO/tls.crt" "https://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fsS --cacert "$DEMO/tls.crt" "https://127.0.0.1:$PORT/readyz"
-cleanup() { [ -n "${KEEP:-}" ] || { kill "$(cat "$DEMO/pid")" 2>/dev/null || true; bash tests/keystone/down.sh; }; }
+say "3. The control plane: k8s-keystone-auth, etcd and kube-apiserver (first run builds them, ~15 min)"
+cleanup() {
+  [ -n "${KEEP:-}" ] && return
+  bash tests/k8s/bed.sh down 2>/dev/null || true
+  bash tests/keystone/down.sh 2>/dev/null || true
+}
 trap cleanup EXIT
+bash tests/k8s/bed.sh up >/dev/null
+set -a; source "$BED_DIR/env"; source "$K8S_V1_DIR/env"; set +a
+echo "kube-apiserver: $K8S_SERVER, with --authentication-token-webhook-config-file and"
+echo "--authorization-webhook-config-file pointing at k8s-keystone-auth ($BED_SERVICE_URL/webhook),"
+echo "--authorization-mode=Node,RBAC,Webhook; policy: tests/k8s/policy.json"
+ADMIN=(kubectl --kubeconfig "$K8S_ADMIN_KUBECONFIG")
+"${ADMIN[@]}" create namespace team-a --dry-run=client -o yaml | "${ADMIN[@]}" apply -f - >/dev/null
+"${ADMIN[@]}" -n team-a create configmap hello --from-literal=greeting=hi --dry-run=client -o yaml | "${ADMIN[@]}" apply -f - >/dev/null
+echo "(the cluster admin created namespace team-a with configmap hello)"
 
-say "4. alice gets a Keystone token from her application credential (what kubectl's plugin does)"
-TOKEN=$(curl -fsS -D - -o /dev/null -H 'Content-Type: application/json' "$KS_URL/auth/tokens?nocatalog" \
-  -d '{"auth":{"identity":{"methods":["application_credential"],"application_credential":{"id":"'"$KS_AC_KUBECTL_RO_ID"'","secret":"'"$KS_AC_KUBECTL_RO_SECRET"'"}}}}' \
-  | awk 'tolower($1)=="x-subject-token:" {print $2}' | tr -d '\r')
-echo "token: ${TOKEN:0:12}... (${#TOKEN} characters)"
+say "4. alice turns her application credential into a kubeconfig"
+KC=$BED_DIR/alice.kubeconfig
+show "kubectl-keystone-auth kubeconfig --server $K8S_SERVER --certificate-authority $K8S_CA_FILE --keystone-url $KS_URL --application-credential-id ... --application-credential-secret ... --namespace team-a --output $KC"
+rm -f "$KC"
+"$PLUGIN" kubeconfig --server "$K8S_SERVER" --certificate-authority "$K8S_CA_FILE" --keystone-url "$KS_URL" \
+  --application-credential-id "$KS_AC_KUBECTL_RO_ID" --application-credential-secret "$KS_AC_KUBECTL_RO_SECRET" \
+  --command "$PLUGIN" --cluster-name demo --namespace team-a --output "$KC"
+echo "The user entry it wrote (secret elided here; the file is mode $(stat -c %a "$KC")):"
+sed -n '/^users:/,/^[a-z-]*:$/p' "$KC" | grep -v '^current-context' | sed -E "s/(value: ).*${KS_AC_KUBECTL_RO_SECRET}.*/\1<the secret>/; s/${KS_AC_KUBECTL_RO_SECRET}/<the secret>/"
+export KUBECONFIG=$KC
 
-say "5. kube-apiserver asks: who is this? (POST /webhook, TokenReview authentication.k8s.io/v1)"
-REVIEW=$(curl -fsS --cacert "$DEMO/tls.crt" "https://127.0.0.1:$PORT/webhook" -H 'Content-Type: application/json' \
-  -d '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"'"$TOKEN"'"}}')
-echo "$REVIEW" | python3 -m json.tool
+say "5. Who am I? (kubectl -> kube-apiserver -> TokenReview -> k8s-keystone-auth -> Keystone)"
+show "kubectl auth whoami"
+kubectl auth whoami
 
-say "6. kube-apiserver asks: may alice list pods in namespace default? (SubjectAccessReview v1)"
-SAR=$(echo "$REVIEW" | python3 -c '
-import json, sys
-u = json.load(sys.stdin)["status"]["user"]
-print(json.dumps({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
-  "user": u["username"], "uid": u["uid"], "groups": u["groups"], "extra": u["extra"],
-  "resourceAttributes": {"verb": "list", "namespace": "default", "resource": "pods", "version": "v1"}}}))')
-curl -fsS --cacert "$DEMO/tls.crt" "https://127.0.0.1:$PORT/webhook" -H 'Content-Type: application/json' -d "$SAR" | python3 -m json.tool
-echo "... and delete them?"
-curl -fsS --cacert "$DEMO/tls.crt" "https://127.0.0.1:$PORT/webhook" -H 'Content-Type: application/json' \
-  -d "${SAR/\"verb\": \"list\"/\"verb\": \"delete\"}" | python3 -m json.tool
-echo "(allowed: false without denied means \"no opinion\": RBAC decides next)"
+say "6. An allowed request (policy rule 0: role k8s-viewer on project team-a may read pods and configmaps there)"
+show "kubectl get configmaps"
+kubectl get configmaps
+show "kubectl auth can-i list pods -n team-a"
+kubectl auth can-i list pods -n team-a || true
 
-say "7. The same token again comes from the cache; metrics"
-curl -fsS --cacert "$DEMO/tls.crt" "https://127.0.0.1:$PORT/webhook" -H 'Content-Type: application/json' \
-  -d '{"apiVersion":"authentication.k8s.io/v1beta1","kind":"TokenReview","spec":{"token":"'"$TOKEN"'"}}' >/dev/null
-curl -fsS --cacert "$DEMO/tls.crt" "https://127.0.0.1:$PORT/metrics" | grep -E '^k8s_keystone_auth_(reviews_total|token_cache_requests_total|keystone_requests_total)'
+say "7. A refused one (nothing grants alice secrets in kube-system)"
+show "kubectl get secrets -n kube-system"
+if kubectl get secrets -n kube-system; then echo "unexpected: allowed"; exit 1; fi
+show "kubectl auth can-i delete configmaps -n team-a"
+kubectl auth can-i delete configmaps -n team-a || true
 
-say "8. The service's decision log (no token in it)"
-cat "$DEMO/service.log"
+say "8. What the service logged (its decision log; no token or secret in it)"
+grep -E '"review"|review ' "$BED_SERVICE_LOG" | tail -8 || tail -8 "$BED_SERVICE_LOG"
+if grep -qF "$KS_AC_KUBECTL_RO_SECRET" "$BED_SERVICE_LOG"; then echo "the secret is in the log!"; exit 1; fi
+
 if [ -n "${KEEP:-}" ]; then
-  echo; echo "Left running: service pid $(cat "$DEMO/pid") on https://127.0.0.1:$PORT, Keystone at $KS_URL"
-  echo "Stop with: kill \$(cat $DEMO/pid); bash tests/keystone/down.sh"
+  echo; echo "Left running. Try: KUBECONFIG=$KC kubectl get pods"
+  echo "Stop with: BED_DIR=$BED_DIR bash tests/k8s/bed.sh down; bash tests/keystone/down.sh"
 fi

@@ -1863,7 +1863,13 @@ fn charm_kubeconfigs_drive_a_real_kube_apiserver() {
                 &["auth", "can-i", "delete", "pods", "-n", "team-a"],
             )
             .await;
-        assert_eq!(no.stdout.trim(), "no", "{}", no.stderr);
+        // kube-apiserver passes the webhook's reason on.
+        assert_eq!(
+            no.stdout.trim(),
+            "no - no policy rule matched",
+            "{}",
+            no.stderr
+        );
         let refused = api
             .with_token(
                 &sb,

@@ -206,7 +206,7 @@ log "$(( $(ms) - s )) ms: kube-apiserver on https://127.0.0.1:$K8S_PORT (pid $(c
 if [ "$K8S_CONTROLLER_MANAGER" = 1 ]; then
   s=$(ms)
   start kube-controller-manager --kubeconfig="$K8S_DIR/controller-manager.kubeconfig" \
-    --secure-port=0 --leader-elect=false --use-service-account-credentials=false \
+    --secure-port=0 --leader-elect=false --use-service-account-credentials=true \
     --root-ca-file="$K8S_DIR/ca.crt" --service-account-private-key-file="$K8S_DIR/sa.key" \
     --controllers='*,-bootstrapsigner,-tokencleaner' --cluster-name=test-bed
   # Ready when the aggregated ClusterRole "view" has rules (the clusterrole-aggregation controller ran).
