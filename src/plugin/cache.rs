@@ -10,6 +10,11 @@
 //!   first run asks Keystone, the others wait for the lock and find its token.
 //! * A file that is not a regular file, not owned by the user, readable or writable by others,
 //!   unreadable, corrupt or for another URL/identity is ignored (with a warning) and replaced.
+//! * `<sha256(url, flow, identifiers, secret)>.refused` remembers that Keystone refused a
+//!   credential (see [`Refusal`]): kubectl re-runs the plugin on every retry, and a wrong
+//!   password must not cost one failed attempt per run. The name is a hash that includes the
+//!   secret, so a corrected secret gets another name and is tried at once; the file holds no
+//!   secret and no token. Same directory, modes, checks and atomic writes as token files.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -41,6 +46,30 @@ pub struct CachedToken {
     /// Its `expires_at`.
     pub expires_at: SystemTime,
 }
+
+/// Keystone's refusal of one credential, as remembered on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// When Keystone refused it.
+    pub refused_at: SystemTime,
+    /// Keystone's HTTP status (401, 404).
+    pub status: u16,
+    /// Keystone's message (it never holds the secret).
+    pub message: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RefusalFileV1 {
+    version: u32,
+    keystone_url: String,
+    identity: String,
+    status: u16,
+    message: String,
+    refused_at: String,
+}
+
+/// Largest Keystone message kept in a refusal file.
+const MAX_MESSAGE: usize = 1024;
 
 #[derive(Serialize, Deserialize)]
 struct FileV1 {
@@ -91,6 +120,37 @@ pub fn key(url: &str, identity: &str) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// How long ago a refusal was, and how long it is still remembered with `ttl`; `None` once
+/// it is forgotten (or `ttl` is zero). A refusal dated in the future (the clock was set back)
+/// is not trusted. Pure.
+pub fn refusal_remaining(
+    refused_at: SystemTime,
+    now: SystemTime,
+    ttl: Duration,
+) -> Option<(Duration, Duration)> {
+    let age = now.duration_since(refused_at).ok()?;
+    let left = ttl.checked_sub(age).filter(|d| !d.is_zero())?;
+    Some((age, left))
+}
+
+/// Reads a refusal file's content; `Err` says why it cannot be used. Pure.
+pub fn parse_refusal(bytes: &[u8], url: &str, identity: &str) -> Result<Refusal, String> {
+    let f: RefusalFileV1 =
+        serde_json::from_slice(bytes).map_err(|e| format!("is corrupt ({e})"))?;
+    if f.version != 1 {
+        return Err(format!("has unknown version {}", f.version));
+    }
+    if f.keystone_url != url || f.identity != identity {
+        return Err("belongs to another Keystone URL or identity".into());
+    }
+    let refused_at = parse_rfc3339(&f.refused_at).map_err(|e| format!("is corrupt ({e})"))?;
+    Ok(Refusal {
+        refused_at,
+        status: f.status,
+        message: f.message,
+    })
+}
+
 /// Why a file's metadata makes it unusable, if it does.
 pub fn metadata_problem(is_file: bool, uid: u32, mode: u32, euid: u32) -> Option<String> {
     if !is_file {
@@ -125,6 +185,53 @@ pub fn parse_entry(bytes: &[u8], url: &str, identity: &str) -> Result<CachedToke
         token: Secret::new(f.token),
         expires_at,
     })
+}
+
+/// Whether a file name stem is one of [`key`]'s (64 hex digits).
+fn is_key(stem: &str) -> bool {
+    stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The bytes of one of our files, or `None` (with a warning) when it is missing or cannot be
+/// trusted: not a regular file (a symbolic link is never followed), not ours, open to others,
+/// too large or unreadable.
+fn read_private(path: &Path) -> Option<Vec<u8>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlag::O_NOFOLLOW.bits() | OFlag::O_NONBLOCK.bits())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            warn!(
+                "ignoring cache file {}: cannot open it ({e}); it will be replaced",
+                path.display()
+            );
+            return None;
+        }
+    };
+    let problem = match file.metadata() {
+        Ok(m) => metadata_problem(m.is_file(), m.uid(), m.mode(), euid())
+            .or_else(|| (m.len() > MAX_FILE).then(|| "is too large".to_string())),
+        Err(e) => Some(format!("cannot be read ({e})")),
+    };
+    if let Some(p) = problem {
+        warn!(
+            "ignoring cache file {}: it {p}; it will be replaced",
+            path.display()
+        );
+        return None;
+    }
+    let mut bytes = Vec::new();
+    if let Err(e) = file.take(MAX_FILE).read_to_end(&mut bytes) {
+        warn!(
+            "ignoring cache file {}: cannot read it ({e}); it will be replaced",
+            path.display()
+        );
+        return None;
+    }
+    Some(bytes)
 }
 
 fn euid() -> u32 {
@@ -175,6 +282,15 @@ impl TokenCache {
         Ok(Self {
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// [`TokenCache::open`] for a directory that exists; `Ok(None)` when it does not (nothing
+    /// is created).
+    pub fn open_existing(dir: &Path) -> Result<Option<Self>> {
+        match std::fs::symlink_metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            _ => Self::open(dir).map(Some),
+        }
     }
 
     /// The directory.
@@ -241,41 +357,7 @@ impl TokenCache {
     /// The cached token of an entry, if there is a usable one (fresh or not).
     pub fn read(&self, key: &str, url: &str, identity: &str) -> Option<CachedToken> {
         let path = self.entry_path(key);
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(OFlag::O_NOFOLLOW.bits() | OFlag::O_NONBLOCK.bits())
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => {
-                warn!(
-                    "ignoring cache file {}: cannot open it ({e}); it will be replaced",
-                    path.display()
-                );
-                return None;
-            }
-        };
-        let problem = match file.metadata() {
-            Ok(m) => metadata_problem(m.is_file(), m.uid(), m.mode(), euid())
-                .or_else(|| (m.len() > MAX_FILE).then(|| "is too large".to_string())),
-            Err(e) => Some(format!("cannot be read ({e})")),
-        };
-        if let Some(p) = problem {
-            warn!(
-                "ignoring cache file {}: it {p}; it will be replaced",
-                path.display()
-            );
-            return None;
-        }
-        let mut bytes = Vec::new();
-        if let Err(e) = file.take(MAX_FILE).read_to_end(&mut bytes) {
-            warn!(
-                "ignoring cache file {}: cannot read it ({e}); it will be replaced",
-                path.display()
-            );
-            return None;
-        }
+        let bytes = read_private(&path)?;
         match parse_entry(&bytes, url, identity) {
             Ok(t) => Some(t),
             Err(p) => {
@@ -286,6 +368,90 @@ impl TokenCache {
                 None
             }
         }
+    }
+
+    /// The path of a credential's refusal file.
+    pub fn refusal_path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.refused"))
+    }
+
+    /// The remembered refusal of a credential (`key` from
+    /// [`super::settings::Plan::refusal_key`]), if there is a usable one (recent or not).
+    pub fn read_refusal(&self, key: &str, url: &str, identity: &str) -> Option<Refusal> {
+        let path = self.refusal_path(key);
+        let bytes = read_private(&path)?;
+        match parse_refusal(&bytes, url, identity) {
+            Ok(r) => Some(r),
+            Err(p) => {
+                warn!(
+                    "ignoring refusal file {}: it {p}; it will be removed",
+                    path.display()
+                );
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Remembers that Keystone refused a credential (0600, atomically).
+    pub fn write_refusal(
+        &self,
+        key: &str,
+        url: &str,
+        identity: &str,
+        refusal: &Refusal,
+    ) -> Result<()> {
+        let mut message = refusal.message.clone();
+        if message.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let body = serde_json::to_vec(&RefusalFileV1 {
+            version: 1,
+            keystone_url: url.to_string(),
+            identity: identity.to_string(),
+            status: refusal.status,
+            message,
+            refused_at: format_rfc3339(refusal.refused_at),
+        })
+        .context("cannot encode the refusal")?;
+        self.replace(key, &self.refusal_path(key), &body)
+    }
+
+    /// Forgets one credential's refusal.
+    pub fn remove_refusal(&self, key: &str) {
+        let path = self.refusal_path(key);
+        match std::fs::remove_file(&path) {
+            Ok(()) => debug!("forgot the refusal {}", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!("cannot remove {}: {e}", path.display()),
+        }
+    }
+
+    /// Forgets every refusal of this URL and identity (whatever secret was refused), e.g. once
+    /// a corrected secret worked; returns how many went.
+    pub fn forget_refusals(&self, url: &str, identity: &str) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.take(100_000).flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".refused").filter(|k| is_key(k)) else {
+                continue;
+            };
+            let path = entry.path();
+            let mine = read_private(&path)
+                .is_some_and(|bytes| parse_refusal(&bytes, url, identity).is_ok());
+            if mine {
+                self.remove_refusal(key);
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Stores a token (0600, atomically).
@@ -305,7 +471,12 @@ impl TokenCache {
             expires_at: format_rfc3339(expires_at),
         })
         .context("cannot encode the cache entry")?;
-        let path = self.entry_path(key);
+        self.replace(key, &self.entry_path(key), &body)
+    }
+
+    /// Replaces `path` (a file of entry `key`) with `body`: mode 0600, through a temporary
+    /// file and a rename, never following a symbolic link.
+    fn replace(&self, key: &str, path: &Path, body: &[u8]) -> Result<()> {
         let tmp = self.dir.join(format!("{key}.tmp.{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         let mut f = OpenOptions::new()
@@ -316,9 +487,9 @@ impl TokenCache {
             .open(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         let written = f
-            .write_all(&body)
+            .write_all(body)
             .and_then(|()| f.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &path));
+            .and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             return Err(e).with_context(|| format!("cannot write {}", path.display()));
@@ -326,7 +497,7 @@ impl TokenCache {
         Ok(())
     }
 
-    /// Removes every entry, lock and temporary file; returns how many files went.
+    /// Removes every entry, refusal, lock and temporary file; returns how many files went.
     pub fn clear(&self) -> Result<usize> {
         let mut removed = 0;
         let entries = std::fs::read_dir(&self.dir)
@@ -335,8 +506,9 @@ impl TokenCache {
             let entry = entry.with_context(|| format!("cannot list {}", self.dir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let ours = name.len() > 64
-                && name[..64].bytes().all(|b| b.is_ascii_hexdigit())
+                && is_key(&name[..64])
                 && (name.ends_with(".json")
+                    || name.ends_with(".refused")
                     || name.ends_with(".lock")
                     || name[64..].starts_with(".tmp."));
             if ours {
@@ -471,6 +643,110 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"x");
         assert_eq!(cache.clear().unwrap(), 1);
         assert!(cache.read(&k, "u", "i").is_none());
+    }
+
+    #[test]
+    fn a_refusal_is_remembered_for_the_ttl_only() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ttl = Duration::from_secs(30);
+        assert_eq!(
+            refusal_remaining(at, at, ttl),
+            Some((Duration::ZERO, ttl)),
+            "just refused"
+        );
+        assert_eq!(
+            refusal_remaining(at, at + Duration::from_secs(3), ttl),
+            Some((Duration::from_secs(3), Duration::from_secs(27)))
+        );
+        assert_eq!(
+            refusal_remaining(at, at + Duration::from_millis(29_999), ttl),
+            Some((Duration::from_millis(29_999), Duration::from_millis(1)))
+        );
+        assert_eq!(refusal_remaining(at, at + ttl, ttl), None, "forgotten");
+        assert_eq!(
+            refusal_remaining(at, at + Duration::from_secs(3600), ttl),
+            None
+        );
+        assert_eq!(refusal_remaining(at, at, Duration::ZERO), None, "0 is off");
+        assert_eq!(
+            refusal_remaining(at + Duration::from_secs(5), at, ttl),
+            None,
+            "a refusal from the future (clock set back) is not trusted"
+        );
+    }
+
+    #[test]
+    fn refusal_files_round_trip_and_bad_ones_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            TokenCache::open_existing(&dir.path().join("c"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            !dir.path().join("c").exists(),
+            "open_existing creates nothing"
+        );
+        let cache = TokenCache::open(&dir.path().join("c")).unwrap();
+        let k = "ab".repeat(32);
+        let r = Refusal {
+            refused_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            status: 401,
+            message: "The request you have made requires authentication.".into(),
+        };
+        assert!(cache.read_refusal(&k, "u", "i").is_none());
+        cache.write_refusal(&k, "u", "i", &r).unwrap();
+        let path = cache.refusal_path(&k);
+        assert_eq!(path.extension().unwrap(), "refused");
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(cache.read_refusal(&k, "u", "i"), Some(r.clone()));
+        // Not a token entry.
+        assert!(cache.read(&k, "u", "i").is_none());
+        // Another URL or identity under that name is not used.
+        assert!(cache.read_refusal(&k, "u", "other").is_none());
+        // Open to others: ignored.
+        cache.write_refusal(&k, "u", "i", &r).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(cache.read_refusal(&k, "u", "i").is_none());
+        // Corrupt: ignored and removed.
+        std::fs::write(&path, b"{nope").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(cache.read_refusal(&k, "u", "i").is_none());
+        assert!(!path.exists());
+        // A symlink is never followed, and a write replaces the link, not its target.
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"x").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert!(cache.read_refusal(&k, "u", "i").is_none());
+        cache.write_refusal(&k, "u", "i", &r).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"x");
+        assert_eq!(cache.read_refusal(&k, "u", "i"), Some(r.clone()));
+        // A long message is cut.
+        let long = Refusal {
+            message: "é".repeat(2000),
+            ..r.clone()
+        };
+        cache.write_refusal(&k, "u", "i", &long).unwrap();
+        assert!(cache.read_refusal(&k, "u", "i").unwrap().message.len() <= MAX_MESSAGE);
+        // A success forgets the identity's refusals (whatever the secret), not others'.
+        let k2 = "cd".repeat(32);
+        let k3 = "ef".repeat(32);
+        cache.write_refusal(&k2, "u", "i", &r).unwrap();
+        cache.write_refusal(&k3, "u", "someone else", &r).unwrap();
+        assert_eq!(cache.forget_refusals("u", "i"), 2);
+        assert!(cache.read_refusal(&k, "u", "i").is_none());
+        assert!(cache.read_refusal(&k2, "u", "i").is_none());
+        assert!(cache.read_refusal(&k3, "u", "someone else").is_some());
+        cache.remove_refusal(&k3);
+        assert!(!cache.refusal_path(&k3).exists());
+        // clear-cache removes refusals with the tokens.
+        cache.write_refusal(&k, "u", "i", &r).unwrap();
+        cache
+            .write(&k2, "u", "i", &Secret::new("tok"), r.refused_at)
+            .unwrap();
+        assert_eq!(cache.clear().unwrap(), 2);
+        assert!(cache.read_refusal(&k, "u", "i").is_none());
+        assert!(TokenCache::open_existing(cache.dir()).unwrap().is_some());
     }
 
     #[test]

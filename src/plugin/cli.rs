@@ -36,7 +36,7 @@ pub enum Command {
     Token,
     /// Write a kubeconfig whose user logs in through this plugin.
     Kubeconfig(Box<KubeconfigArgs>),
-    /// Remove every cached token.
+    /// Remove every cached token and every remembered refusal.
     ClearCache,
 }
 
@@ -106,9 +106,16 @@ pub struct CredentialArgs {
     /// Cloud of clouds.yaml to read [env: OS_CLOUD]
     #[arg(long, global = true, value_name = "NAME")]
     pub os_cloud: Option<String>,
-    /// Neither read nor write the token cache
+    /// Neither read nor write cached tokens (refusals are still remembered: see --refusal-ttl)
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// After Keystone refuses a credential (HTTP 401, or 404 for a deleted application
+    /// credential), fail at once for this long without asking Keystone again with the same
+    /// credential, so that kubectl's retries make one attempt, not one per run, and cannot lock
+    /// the account; a changed password or secret is tried at once; 0 turns this off
+    /// [env: OS_REFUSAL_TTL] [default: 30s]
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub refusal_ttl: Option<String>,
     /// A cached token is renewed when it expires within this time (e.g. 30s, 5m, 1h)
     #[arg(long, global = true, value_name = "DURATION", default_value = "5m")]
     pub refresh_margin: String,

@@ -6,12 +6,13 @@
 //! | [`settings`] | flags > `OS_*` > clouds.yaml → a typed [`settings::Plan`] (pure) |
 //! | [`clouds`] | finding and reading `clouds.yaml` / `secure.yaml` |
 //! | [`exec`] | `KUBERNETES_EXEC_INFO` in, `ExecCredential` out (pure) |
-//! | [`cache`] | the on-disk token cache and its `flock` |
+//! | [`cache`] | the on-disk token cache, its `flock`, and remembered refusals |
 //! | [`kubeconfig`] | kubeconfig generation and merging (pure) |
 //! | [`prompt`] | asking on the terminal |
 //!
 //! This file holds the flows that tie them to Keystone and the file system:
-//! [`exec_credential`], [`kubeconfig`] and [`clear_cache`].
+//! [`exec_credential`] (with the memory of Keystone's refusals), [`kubeconfig`] and
+//! [`clear_cache`].
 
 pub mod cache;
 pub mod cli;
@@ -177,43 +178,244 @@ fn client(plan: &Plan) -> Result<KeystoneClient> {
     )
 }
 
-fn refused(plan: &Plan, e: KeystoneError) -> anyhow::Error {
-    match e {
-        KeystoneError::Unauthorized { status, message } => anyhow::anyhow!(
-            "Keystone at {} refused the {} (HTTP {status}: {message}); check it, and whether the application credential was deleted or has expired",
-            plan.url,
-            match plan.auth_type() {
-                settings::AuthType::ApplicationCredential => "application credential",
-                settings::AuthType::Password => "user name and password",
-                settings::AuthType::Token => "token",
-            }
-        ),
-        KeystoneError::InvalidToken { status } => anyhow::anyhow!(
-            "Keystone at {} does not accept the token (HTTP {status}): it has expired or was revoked",
-            plan.url
-        ),
-        other => anyhow::Error::new(other),
+/// What Keystone refused, for a message.
+fn refused_what(auth: settings::AuthType) -> &'static str {
+    match auth {
+        settings::AuthType::ApplicationCredential => "application credential",
+        settings::AuthType::Password => "user name and password",
+        settings::AuthType::Token => "token",
     }
 }
 
-/// Gets a token from Keystone for the plan: `POST /v3/auth/tokens`, or, for an unscoped token
-/// flow, the token itself after validating it (which tells its expiry).
-async fn fetch(plan: &Plan) -> Result<(Secret, Token)> {
+/// What a refusal means in this flow, and what to check.
+fn refused_hint(auth: settings::AuthType) -> &'static str {
+    match auth {
+        settings::AuthType::Password => {
+            "check the user name, the password and the user's domain; the account may also be locked (after too many failed attempts) or disabled"
+        }
+        settings::AuthType::ApplicationCredential => {
+            "check its id (or its name and user) and its secret, and whether it was deleted or has expired"
+        }
+        settings::AuthType::Token => {
+            "it has expired or was revoked; get a new one (e.g. with `openstack token issue`)"
+        }
+    }
+}
+
+/// The message for Keystone's refusal of the plan's credential, fitting its flow; `ago` says
+/// when, for a remembered refusal. The URL is shown redacted.
+fn refused_message(
+    auth: settings::AuthType,
+    url: &str,
+    status: u16,
+    message: &str,
+    ago: Option<Duration>,
+) -> String {
+    let http = if message.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {message}")
+    };
+    let ago = ago
+        .map(|a| format!(" {} s ago", a.as_secs()))
+        .unwrap_or_default();
+    format!(
+        "Keystone at {} refused the {}{ago} ({http}): {}",
+        crate::urls::redact_url(url),
+        refused_what(auth),
+        refused_hint(auth)
+    )
+}
+
+/// The message of a run that does not ask Keystone because it refused this very credential
+/// `age` ago, and remembers it for `left` more.
+fn remembered_message(
+    auth: settings::AuthType,
+    url: &str,
+    refusal: &cache::Refusal,
+    age: Duration,
+    left: Duration,
+) -> String {
+    let secret = match auth {
+        settings::AuthType::Password => "password",
+        settings::AuthType::ApplicationCredential => "secret",
+        settings::AuthType::Token => "token",
+    };
+    format!(
+        "{}. Not asking Keystone again with this same credential for the next {} s, so that one kubectl command (which runs this plugin again on each of its retries) makes at most one attempt and cannot trigger Keystone's account lockout. To retry at once: fix the credential (a changed {secret} is tried at once), or run `kubectl-keystone-auth clear-cache`, or give --refusal-ttl 0 (or set {REFUSAL_TTL_VAR}=0)",
+        refused_message(auth, url, refusal.status, &refusal.message, Some(age)),
+        secs_up(left),
+    )
+}
+
+/// Whole seconds, rounded up: never "for the next 0 s".
+fn secs_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Keystone's definite "no" to the credential (401, or 404 for an unknown application
+/// credential or token): its status and message. Network errors, timeouts, 5xx and other
+/// answers decide nothing about the credential and are `None`.
+fn definite_refusal(e: &KeystoneError) -> Option<(u16, String)> {
+    match e {
+        KeystoneError::Unauthorized { status, message } => Some((*status, message.clone())),
+        KeystoneError::InvalidToken { status } => Some((*status, String::new())),
+        _ => None,
+    }
+}
+
+fn refused(plan: &Plan, e: KeystoneError) -> anyhow::Error {
+    match definite_refusal(&e) {
+        Some((status, message)) => anyhow::anyhow!(refused_message(
+            plan.auth_type(),
+            plan.url.as_str(),
+            status,
+            &message,
+            None
+        )),
+        None => anyhow::Error::new(e),
+    }
+}
+
+/// Asks Keystone for a token for the plan: `POST /v3/auth/tokens`, or, for an unscoped token
+/// flow, the token itself after validating it (which tells its expiry). The outer `Err` is a
+/// local problem (TLS files, a missing secret), the inner one Keystone's answer.
+async fn ask_keystone(plan: &Plan) -> Result<Result<(Secret, Token), KeystoneError>> {
     let ks = client(plan)?;
-    match &plan.method {
+    Ok(match &plan.method {
         Method::Token {
             token,
             scope: Scope::Unscoped,
-        } => {
-            let body = ks
-                .validate_token(token)
-                .await
-                .map_err(|e| refused(plan, e))?;
-            Ok((token.clone(), body))
-        }
+        } => ks
+            .validate_token(token)
+            .await
+            .map(|body| (token.clone(), body)),
         _ => {
             let req = plan.auth_request()?;
-            ks.issue_token(&req).await.map_err(|e| refused(plan, e))
+            ks.issue_token(&req).await
+        }
+    })
+}
+
+/// [`ask_keystone`], with a refusal turned into its message.
+async fn fetch(plan: &Plan) -> Result<(Secret, Token)> {
+    ask_keystone(plan).await?.map_err(|e| refused(plan, e))
+}
+
+/// Variable of `--refusal-ttl`.
+pub const REFUSAL_TTL_VAR: &str = "OS_REFUSAL_TTL";
+/// Default of `--refusal-ttl`.
+pub const DEFAULT_REFUSAL_TTL: Duration = Duration::from_secs(30);
+/// Longest `--refusal-ttl`.
+const MAX_REFUSAL_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a refusal is remembered: `--refusal-ttl`, else `OS_REFUSAL_TTL`, else 30 s; `0`
+/// turns the memory off. An empty value counts as unset.
+pub fn refusal_ttl(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<Duration> {
+    let (value, source) = match flag.filter(|v| !v.trim().is_empty()) {
+        Some(v) => (v.to_string(), "--refusal-ttl".to_string()),
+        None => match env(REFUSAL_TTL_VAR).filter(|v| !v.trim().is_empty()) {
+            Some(v) => (
+                v,
+                format!("{REFUSAL_TTL_VAR} (the variable of --refusal-ttl)"),
+            ),
+            None => return Ok(DEFAULT_REFUSAL_TTL),
+        },
+    };
+    let ttl = if value.trim() == "0" {
+        Duration::ZERO
+    } else {
+        crate::config::parse_duration(&value)
+            .map_err(|e| anyhow::anyhow!("{source}: {e}, or 0 to turn the refusal memory off"))?
+    };
+    if ttl > MAX_REFUSAL_TTL {
+        bail!("{source}: {value:?} is longer than the most allowed, 24h");
+    }
+    Ok(ttl)
+}
+
+/// The memory of Keystone's refusals of one credential: a file in the token cache's directory,
+/// named by [`Plan::refusal_key`] (a hash that includes the secret). It is kept with
+/// `--no-cache` too (it holds neither a token nor a secret); the directory is created only to
+/// remember a refusal.
+struct RefusalMemory {
+    dir: PathBuf,
+    key: String,
+    url: String,
+    identity: String,
+    ttl: Duration,
+}
+
+impl RefusalMemory {
+    /// The cache directory when `cache` is `None` (`--no-cache`, or it could not be locked).
+    fn store(&self, cache: Option<&cache::TokenCache>, create: bool) -> Option<cache::TokenCache> {
+        if let Some(c) = cache {
+            return Some(c.clone());
+        }
+        let opened = if create {
+            cache::TokenCache::open(&self.dir).map(Some)
+        } else {
+            cache::TokenCache::open_existing(&self.dir)
+        };
+        opened.unwrap_or_else(|e| {
+            warn!("refusals are not remembered: {e:#}");
+            None
+        })
+    }
+
+    /// `Err` with the message to show when Keystone refused this credential less than the TTL
+    /// ago; a refusal that is older is forgotten.
+    fn check(&self, cache: Option<&cache::TokenCache>, auth: settings::AuthType) -> Result<()> {
+        let Some(store) = self.store(cache, false) else {
+            return Ok(());
+        };
+        let Some(refusal) = store.read_refusal(&self.key, &self.url, &self.identity) else {
+            return Ok(());
+        };
+        match cache::refusal_remaining(refusal.refused_at, SystemTime::now(), self.ttl) {
+            Some((age, left)) => {
+                debug!(
+                    age_s = age.as_secs(),
+                    left_s = left.as_secs(),
+                    "Keystone refused this credential recently; not asking again"
+                );
+                Err(anyhow::anyhow!(remembered_message(
+                    auth, &self.url, &refusal, age, left
+                )))
+            }
+            None => {
+                store.remove_refusal(&self.key);
+                Ok(())
+            }
+        }
+    }
+
+    /// Remembers Keystone's refusal; whether it was written.
+    fn remember(&self, cache: Option<&cache::TokenCache>, status: u16, message: &str) -> bool {
+        let Some(store) = self.store(cache, true) else {
+            return false;
+        };
+        let refusal = cache::Refusal {
+            refused_at: SystemTime::now(),
+            status,
+            message: message.to_string(),
+        };
+        match store.write_refusal(&self.key, &self.url, &self.identity, &refusal) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!("could not remember Keystone's refusal: {e:#}");
+                false
+            }
+        }
+    }
+
+    /// Forgets every refusal of this URL and identity once a credential of it worked.
+    fn forget(&self, cache: Option<&cache::TokenCache>) {
+        if let Some(store) = self.store(cache, false) {
+            let n = store.forget_refusals(&self.url, &self.identity);
+            if n > 0 {
+                debug!(n, "forgot earlier refusals of this identity");
+            }
         }
     }
 }
@@ -228,23 +430,25 @@ pub async fn exec_credential(args: &CredentialArgs, ctx: &Process<'_>) -> Result
     let interactive = exec::may_prompt(&info, ctx.stdin_is_terminal);
     let margin = crate::config::parse_duration(&args.refresh_margin)
         .map_err(|e| anyhow::anyhow!("--refresh-margin: {e}"))?;
+    let refusal_ttl = refusal_ttl(args.refusal_ttl.as_deref(), ctx.env)?;
     let mut layers = layers(args, ctx)?;
     let mut plan = resolve(&mut layers, interactive)?;
     let identity = plan.identity();
     let url = plan.url.to_string();
     debug!(keystone = %url, %identity, interactive, "settings resolved");
 
+    let cache_dir = cache::default_dir(ctx.env);
     let cache = if args.no_cache {
         None
     } else {
-        match cache::default_dir(ctx.env) {
+        match &cache_dir {
             None => {
                 warn!(
                     "no cache directory: XDG_CACHE_HOME and HOME are unset or not absolute, and the password database has no home directory for you; tokens are not cached"
                 );
                 None
             }
-            Some(dir) => match cache::TokenCache::open(&dir) {
+            Some(dir) => match cache::TokenCache::open(dir) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     warn!("tokens are not cached: {e:#}");
@@ -270,6 +474,22 @@ pub async fn exec_credential(args: &CredentialArgs, ctx: &Process<'_>) -> Result
     // Ask for a missing secret before taking the lock: parallel runs must not wait for a
     // password being typed.
     complete_secret(&mut plan, interactive)?;
+    let auth = plan.auth_type();
+    // A credential Keystone just refused is not tried again: kubectl runs this plugin on each of
+    // its retries, and every failed password attempt counts towards Keystone's lockout.
+    let memory = match (&cache_dir, plan.refusal_key()) {
+        (Some(dir), Some(key)) if !refusal_ttl.is_zero() => Some(RefusalMemory {
+            dir: dir.clone(),
+            key,
+            url: url.clone(),
+            identity: identity.clone(),
+            ttl: refusal_ttl,
+        }),
+        _ => None,
+    };
+    if let Some(m) = &memory {
+        m.check(cache.as_ref(), auth)?;
+    }
     let timeout = crate::config::parse_duration(&args.lock_timeout)
         .map_err(|e| anyhow::anyhow!("--lock-timeout: {e}"))?;
     let (cache, _lock) = match cache {
@@ -291,7 +511,32 @@ pub async fn exec_credential(args: &CredentialArgs, ctx: &Process<'_>) -> Result
             hit.expires_at,
         ));
     }
-    let (token, body) = fetch(&plan).await?;
+    // ... or another run may have been refused while this one waited.
+    if let Some(m) = &memory {
+        m.check(cache.as_ref(), auth)?;
+    }
+    let (token, body) = match ask_keystone(&plan).await? {
+        Ok(got) => got,
+        Err(e) => {
+            let Some((status, message)) = definite_refusal(&e) else {
+                return Err(anyhow::Error::new(e));
+            };
+            let text = refused_message(auth, &url, status, &message, None);
+            let remembered = memory
+                .as_ref()
+                .is_some_and(|m| m.remember(cache.as_ref(), status, &message));
+            if remembered {
+                bail!(
+                    "{text} (this credential is not tried again for {} s: see --refusal-ttl)",
+                    secs_up(refusal_ttl)
+                );
+            }
+            bail!("{text}");
+        }
+    };
+    if let Some(m) = &memory {
+        m.forget(cache.as_ref());
+    }
     let expires = expiry(&body)?;
     info!(user = %body.user.name, "got a Keystone token");
     if let Some(c) = &cache
@@ -750,6 +995,155 @@ fn merge_into(path: &Path, generated: &serde_yaml_ng::Value, force: bool) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use settings::AuthType;
+
+    #[test]
+    fn the_refusal_message_fits_the_flow() {
+        let url = "https://ks.example:5000/v3";
+        let pw = refused_message(
+            AuthType::Password,
+            url,
+            401,
+            "requires authentication",
+            None,
+        );
+        assert!(
+            pw.starts_with(
+                "Keystone at https://ks.example:5000/v3 refused the user name and password (HTTP 401: requires authentication): "
+            ),
+            "{pw}"
+        );
+        for want in ["user name", "password", "domain", "locked", "disabled"] {
+            assert!(pw.contains(want), "{want}: {pw}");
+        }
+        assert!(!pw.contains("application credential"), "{pw}");
+        let ac = refused_message(AuthType::ApplicationCredential, url, 404, "", None);
+        assert!(
+            ac.contains("refused the application credential (HTTP 404)"),
+            "{ac}"
+        );
+        for want in ["id", "secret", "deleted", "expired"] {
+            assert!(ac.contains(want), "{want}: {ac}");
+        }
+        assert!(!ac.contains("locked"), "{ac}");
+        let tok = refused_message(AuthType::Token, url, 404, "", None);
+        assert!(tok.contains("refused the token"), "{tok}");
+        assert!(tok.contains("expired or was revoked"), "{tok}");
+        assert!(!tok.contains("application credential") && !tok.contains("password"));
+        // The URL is shown redacted.
+        let shown = refused_message(AuthType::Password, "https://u:pw@ks/v3?t=x", 401, "", None);
+        assert!(!shown.contains("pw@") && !shown.contains("t=x"), "{shown}");
+        assert!(shown.contains("https://<redacted>@ks/v3"), "{shown}");
+    }
+
+    #[test]
+    fn the_remembered_refusal_says_when_for_how_long_and_how_to_retry() {
+        let r = cache::Refusal {
+            refused_at: SystemTime::UNIX_EPOCH,
+            status: 401,
+            message: "requires authentication".into(),
+        };
+        let m = remembered_message(
+            AuthType::Password,
+            "http://ks/v3",
+            &r,
+            Duration::from_millis(3_400),
+            Duration::from_millis(26_600),
+        );
+        for want in [
+            "Keystone at http://ks/v3 refused the user name and password 3 s ago (HTTP 401: requires authentication)",
+            "locked",
+            "for the next 27 s",
+            "at most one attempt",
+            "lockout",
+            "a changed password is tried at once",
+            "kubectl-keystone-auth clear-cache",
+            "--refusal-ttl 0",
+            "OS_REFUSAL_TTL=0",
+        ] {
+            assert!(m.contains(want), "{want}: {m}");
+        }
+        let m = remembered_message(
+            AuthType::ApplicationCredential,
+            "http://ks/v3",
+            &r,
+            Duration::ZERO,
+            Duration::from_millis(1),
+        );
+        assert!(m.contains("for the next 1 s"), "never 0 s: {m}");
+        assert!(m.contains("a changed secret is tried at once"), "{m}");
+        assert!(m.contains("deleted or has expired"), "{m}");
+    }
+
+    #[test]
+    fn only_a_definite_no_is_remembered() {
+        let no = KeystoneError::Unauthorized {
+            status: 401,
+            message: "m".into(),
+        };
+        assert_eq!(definite_refusal(&no), Some((401, "m".into())));
+        let gone = KeystoneError::InvalidToken { status: 404 };
+        assert_eq!(definite_refusal(&gone), Some((404, String::new())));
+        for not in [
+            KeystoneError::Status {
+                call: "issue token",
+                status: 503,
+                message: "down".into(),
+            },
+            KeystoneError::Status {
+                call: "issue token",
+                status: 500,
+                message: String::new(),
+            },
+            KeystoneError::Timeout {
+                url: "http://ks/v3".into(),
+                timeout: Duration::from_secs(30),
+            },
+            KeystoneError::Protocol {
+                call: "issue token",
+                detail: "garbage".into(),
+            },
+        ] {
+            assert_eq!(definite_refusal(&not), None, "{not:?}");
+        }
+    }
+
+    #[test]
+    fn the_refusal_ttl_comes_from_the_flag_then_the_variable() {
+        let none = |_: &str| None;
+        assert_eq!(refusal_ttl(None, &none).unwrap(), Duration::from_secs(30));
+        let env = |k: &str| (k == "OS_REFUSAL_TTL").then(|| "2m".to_string());
+        assert_eq!(refusal_ttl(None, &env).unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            refusal_ttl(Some("5s"), &env).unwrap(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            refusal_ttl(Some(""), &env).unwrap(),
+            Duration::from_secs(120)
+        );
+        assert_eq!(refusal_ttl(Some("0"), &env).unwrap(), Duration::ZERO);
+        assert_eq!(refusal_ttl(Some("0s"), &none).unwrap(), Duration::ZERO);
+        let empty = |_: &str| Some(String::new());
+        assert_eq!(refusal_ttl(None, &empty).unwrap(), Duration::from_secs(30));
+        let err = refusal_ttl(Some("soon"), &none).unwrap_err().to_string();
+        assert!(
+            err.contains("--refusal-ttl") && err.contains("soon"),
+            "{err}"
+        );
+        let bad = |_: &str| Some("x".to_string());
+        let err = refusal_ttl(None, &bad).unwrap_err().to_string();
+        assert!(
+            err.contains("OS_REFUSAL_TTL") && err.contains("--refusal-ttl"),
+            "{err}"
+        );
+        let err = refusal_ttl(Some("25h"), &none).unwrap_err().to_string();
+        assert!(
+            err.contains("--refusal-ttl") && err.contains("24h"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_missing_url_has_no_interactive_mode_hint_a_missing_user_has() {

@@ -498,6 +498,87 @@ impl Plan {
         }
     }
 
+    /// The name of this credential's refusal file (see [`super::cache::Refusal`]): a SHA-256
+    /// of the whole credential input, the URL, the flow, every user, domain, project and
+    /// credential identifier and the secret, so that a corrected secret is another credential.
+    /// Each field is length-prefixed, so no two different inputs hash the same bytes. `None`
+    /// while the secret is still missing.
+    pub fn refusal_key(&self) -> Option<String> {
+        fn put(h: &mut Sha256, label: &str, value: Option<&str>) {
+            h.update(label.as_bytes());
+            match value {
+                Some(v) => {
+                    h.update(b"=");
+                    h.update((v.len() as u64).to_be_bytes());
+                    h.update(v.as_bytes());
+                }
+                None => h.update(b"-"),
+            }
+            h.update(b"\n");
+        }
+        fn user(h: &mut Sha256, u: Option<&UserRef>) {
+            match u {
+                None => put(h, "user", None),
+                Some(UserRef::Id(id)) => put(h, "user_id", Some(id)),
+                Some(UserRef::Name {
+                    name,
+                    domain_id,
+                    domain_name,
+                }) => {
+                    put(h, "user_name", Some(name));
+                    put(h, "user_domain_id", domain_id.as_deref());
+                    put(h, "user_domain_name", domain_name.as_deref());
+                }
+            }
+        }
+        fn scope(h: &mut Sha256, s: &Scope) {
+            match s {
+                Scope::ProjectId(id) => put(h, "project_id", Some(id)),
+                Scope::ProjectName {
+                    name,
+                    domain_id,
+                    domain_name,
+                } => {
+                    put(h, "project_name", Some(name));
+                    put(h, "project_domain_id", domain_id.as_deref());
+                    put(h, "project_domain_name", domain_name.as_deref());
+                }
+                Scope::Unscoped => put(h, "unscoped", None),
+            }
+        }
+        let mut h = Sha256::new();
+        h.update(b"kubectl-keystone-auth refusal v1\n");
+        put(&mut h, "url", Some(self.url.as_str()));
+        put(&mut h, "flow", Some(self.auth_type().as_str()));
+        match &self.method {
+            Method::ApplicationCredential {
+                id,
+                name,
+                user: u,
+                secret,
+            } => {
+                put(&mut h, "application_credential_id", id.as_deref());
+                put(&mut h, "application_credential_name", name.as_deref());
+                user(&mut h, u.as_ref());
+                put(&mut h, "secret", Some(secret.as_ref()?.expose()));
+            }
+            Method::Password {
+                user: u,
+                password,
+                scope: s,
+            } => {
+                user(&mut h, Some(u));
+                scope(&mut h, s);
+                put(&mut h, "password", Some(password.as_ref()?.expose()));
+            }
+            Method::Token { token, scope: s } => {
+                scope(&mut h, s);
+                put(&mut h, "token", Some(token.expose()));
+            }
+        }
+        Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// The secret this flow still needs, if any.
     pub fn missing_secret(&self) -> Option<Field> {
         match &self.method {
@@ -782,6 +863,79 @@ mod tests {
     }
 
     const URL: (Field, &str) = (Field::AuthUrl, "http://ks:5000");
+
+    #[test]
+    fn the_refusal_key_covers_every_credential_input_and_the_secret() {
+        let key = |pairs: &[(Field, &str)]| {
+            resolve(&[layer(Origin::Environment, pairs)])
+                .unwrap()
+                .refusal_key()
+        };
+        let pw = [
+            URL,
+            (Field::UserName, "alice"),
+            (Field::UserDomainName, "k8s"),
+            (Field::ProjectName, "team-a"),
+            (Field::ProjectDomainName, "k8s"),
+            (Field::Password, "wrong"),
+        ];
+        let base = key(&pw).unwrap();
+        assert_eq!(base.len(), 64);
+        assert!(base.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(key(&pw), Some(base.clone()), "stable for the same input");
+        // Every input changes it: the secret above all, so a corrected password is tried.
+        for (i, changed) in [
+            (Field::AuthUrl, "http://other:5000"),
+            (Field::UserName, "bob"),
+            (Field::UserDomainName, "Default"),
+            (Field::ProjectName, "team-b"),
+            (Field::ProjectDomainName, "Default"),
+            (Field::Password, "right"),
+            (Field::Password, "wrong "),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut other = pw.to_vec();
+            other.retain(|(f, _)| f != &changed.0);
+            other.push(*changed);
+            assert_ne!(key(&other), Some(base.clone()), "case {i}: {:?}", changed.0);
+        }
+        // The same user and password by id, or another flow with the same secret, differ.
+        let by_id = [URL, (Field::UserId, "alice"), (Field::Password, "wrong")];
+        assert_ne!(key(&by_id), Some(base.clone()));
+        let ac = |secret| {
+            key(&[
+                URL,
+                (Field::AppCredId, "ac1"),
+                (Field::AppCredSecret, secret),
+            ])
+            .unwrap()
+        };
+        assert_eq!(ac("s1"), ac("s1"));
+        assert_ne!(ac("s1"), ac("s2"));
+        let tok = |t| key(&[URL, (Field::Token, t)]).unwrap();
+        assert_ne!(tok("gAAAA1"), tok("gAAAA2"));
+        // Length prefixes: moving bytes between fields changes the key.
+        let split = |name, domain| {
+            key(&[
+                URL,
+                (Field::UserName, name),
+                (Field::UserDomainName, domain),
+                (Field::Password, "p"),
+            ])
+        };
+        assert_ne!(split("ab", "c"), split("a", "bc"));
+        // No key while the secret is still to be asked for.
+        let missing = resolve(&[layer(
+            Origin::Environment,
+            &[URL, (Field::UserName, "alice")],
+        )])
+        .unwrap();
+        assert_eq!(missing.refusal_key(), None);
+        // The key is not the token cache's key, and holds no secret.
+        assert!(!base.contains("wrong"));
+    }
 
     #[test]
     fn application_credential_by_id_and_secret_alone() {

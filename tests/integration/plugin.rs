@@ -1739,3 +1739,275 @@ async fn a_keystone_url_with_a_password_or_a_token_is_not_echoed() {
         assert!(!err.contains("SEKRET"), "{err}");
     }
 }
+
+fn refusal_files(sb: &Sandbox) -> Vec<PathBuf> {
+    if !sb.cache_dir().exists() {
+        return vec![];
+    }
+    let mut v: Vec<PathBuf> = std::fs::read_dir(sb.cache_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "refused"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn password_env(password: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("OS_AUTH_URL", env("KS_URL")),
+        ("OS_USERNAME", "alice".into()),
+        ("OS_USER_DOMAIN_NAME", "k8s".into()),
+        ("OS_PROJECT_NAME", "team-a".into()),
+        ("OS_PROJECT_DOMAIN_NAME", "k8s".into()),
+        ("OS_PASSWORD", password.into()),
+        exec_info(V1),
+    ]
+}
+
+/// The run was refused without asking Keystone, and said why, for how long and how to retry.
+fn assert_remembered(run: &Run, secret: &str) {
+    let err = run.failed();
+    for want in [
+        "refused the user name and password",
+        " s ago (HTTP 401",
+        "for the next ",
+        "at most one attempt",
+        "lockout",
+        "kubectl-keystone-auth clear-cache",
+        "--refusal-ttl 0",
+    ] {
+        assert!(err.contains(want), "{want:?} missing: {err}");
+    }
+    assert!(!err.contains(secret), "the password is never printed");
+    assert_eq!(err.matches("kubectl-keystone-auth:").count(), 1, "{err}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_tried_once_per_refusal_ttl_and_a_corrected_one_at_once() {
+    // The write lock: only this test's requests in Keystone's access log while counting.
+    let _ks = KEYSTONE.write().await;
+    let sb = Sandbox::new();
+    let wrong = unique("not-alices-password");
+    let bad = password_env(&wrong);
+
+    // Six runs in a row with the same exec environment (what one kubectl command does):
+    // one password attempt at Keystone.
+    let before = Keystone::access_log_settled().await;
+    let first = sb.plugin(&[], &bad).await;
+    let err = first.failed();
+    assert!(
+        err.contains("refused the user name and password (HTTP 401"),
+        "{err}"
+    );
+    assert!(
+        err.contains("locked") && err.contains("not tried again for 30 s"),
+        "{err}"
+    );
+    assert!(!err.contains("application credential"), "{err}");
+    for _ in 2..=6 {
+        assert_remembered(&sb.plugin(&[], &bad).await, &wrong);
+    }
+    assert_eq!(
+        Keystone::access_log_count_settled(before, TOKENS).await,
+        1,
+        "six runs with a wrong password must make exactly one POST /v3/auth/tokens"
+    );
+    // Remembered next to the token cache: 0600, named by a hash, without the password.
+    let files = refusal_files(&sb);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(mode(&files[0]), 0o600);
+    assert_eq!(mode(&sb.cache_dir()), 0o700);
+    assert_eq!(files[0].file_stem().unwrap().len(), 64);
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        !text.contains(&wrong),
+        "no secret in the refusal file: {text}"
+    );
+    assert!(cache_files(&sb).is_empty(), "no token cached");
+
+    // The corrected password is tried at once, and its success forgets the refusal.
+    let before = Keystone::access_log_settled().await;
+    let right = password_env(&env("KS_ALICE_PASSWORD"));
+    sb.plugin(&[], &right).await.token();
+    assert_eq!(Keystone::access_log_count_settled(before, TOKENS).await, 1);
+    assert!(refusal_files(&sb).is_empty(), "forgotten after a success");
+
+    // --refusal-ttl 0 or OS_REFUSAL_TTL=0 turns it off: each run asks (--no-cache, or the
+    // token cached above would answer).
+    let sb = Sandbox::new();
+    let before = Keystone::access_log_settled().await;
+    sb.plugin(&["--refusal-ttl", "0"], &bad).await.failed();
+    sb.plugin(&["--refusal-ttl", "0"], &bad).await.failed();
+    let mut off = bad.clone();
+    off.push(("OS_REFUSAL_TTL", "0".into()));
+    let run = sb.plugin(&[], &off).await;
+    assert!(!run.failed().contains("ago"), "{}", run.stderr);
+    assert_eq!(Keystone::access_log_count_settled(before, TOKENS).await, 3);
+    assert!(refusal_files(&sb).is_empty());
+
+    // --no-cache keeps the refusal memory (it holds no token); clear-cache empties it.
+    let before = Keystone::access_log_settled().await;
+    sb.plugin(&["--no-cache"], &bad).await.failed();
+    assert_remembered(&sb.plugin(&["--no-cache"], &bad).await, &wrong);
+    assert_eq!(Keystone::access_log_count_settled(before, TOKENS).await, 1);
+    assert_eq!(refusal_files(&sb).len(), 1);
+    let cleared = sb.plugin(&["clear-cache"], &[]).await;
+    assert_eq!(cleared.code, Some(0), "{}", cleared.stderr);
+    assert!(refusal_files(&sb).is_empty());
+    let before = Keystone::access_log_settled().await;
+    let again = sb.plugin(&[], &bad).await;
+    assert!(!again.failed().contains(" s ago"), "{}", again.stderr);
+    assert_eq!(Keystone::access_log_count_settled(before, TOKENS).await, 1);
+
+    // A short TTL runs out: the credential is tried again afterwards.
+    let sb = Sandbox::new();
+    let before = Keystone::access_log_settled().await;
+    sb.plugin(&["--refusal-ttl", "3s"], &bad).await.failed();
+    assert_remembered(&sb.plugin(&["--refusal-ttl", "3s"], &bad).await, &wrong);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut after_ttl = sb.plugin(&["--refusal-ttl", "3s"], &bad).await;
+    while after_ttl.failed().contains(" s ago") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after_ttl = sb.plugin(&["--refusal-ttl", "3s"], &bad).await;
+    }
+    assert!(
+        after_ttl.failed().contains("(HTTP 401"),
+        "{}",
+        after_ttl.stderr
+    );
+    assert!(!after_ttl.stderr.contains(" s ago"), "{}", after_ttl.stderr);
+    assert_eq!(Keystone::access_log_count_settled(before, TOKENS).await, 2);
+
+    // An invalid TTL names the flag, or the variable.
+    let run = sb.plugin(&["--refusal-ttl", "soon"], &bad).await;
+    assert!(run.failed().contains("--refusal-ttl"), "{}", run.stderr);
+    let mut junk = bad.clone();
+    junk.push(("OS_REFUSAL_TTL", "soon".into()));
+    let run = sb.plugin(&[], &junk).await;
+    assert!(run.failed().contains("OS_REFUSAL_TTL"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn kubectl_with_a_wrong_password_makes_one_password_attempt() {
+    let _ks = KEYSTONE.write().await;
+    let svc = uncached_service().await;
+    let api = FakeApiserver::start(&svc).await;
+    let sb = Sandbox::new();
+    // kubectl runs this wrapper, which counts its runs and execs the plugin.
+    let runs = sb.path("plugin-runs");
+    let wrapper = sb.path("plugin-wrapper.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\nexec '{PLUGIN}' \"$@\"\n",
+            runs.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kc = sb.path("kubeconfig");
+    let kc_s = kc.to_str().unwrap();
+    let ca = api.ca_file.to_str().unwrap().to_string();
+    let generated = sb
+        .plugin(
+            &[
+                "kubeconfig",
+                "--server",
+                &api.url,
+                "--certificate-authority",
+                &ca,
+                "--command",
+                wrapper.to_str().unwrap(),
+                "--output",
+                kc_s,
+            ],
+            &[
+                ("OS_AUTH_URL", env("KS_URL")),
+                ("OS_USERNAME", "alice".into()),
+                ("OS_USER_DOMAIN_NAME", "k8s".into()),
+                ("OS_PROJECT_NAME", "team-a".into()),
+                ("OS_PROJECT_DOMAIN_NAME", "k8s".into()),
+            ],
+        )
+        .await;
+    assert_eq!(generated.code, Some(0), "{}", generated.stderr);
+    assert_eq!(
+        read_yaml(&kc)["users"][0]["user"]["exec"]["interactiveMode"].as_str(),
+        Some("IfAvailable")
+    );
+
+    let kubectl = kubectl();
+    let kubectl = kubectl.to_str().unwrap();
+    let get_api = ["--kubeconfig", kc_s, "get", "--raw", "/api"];
+    let plugin_runs = || {
+        std::fs::read_to_string(&runs)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+
+    // `kubectl get --raw /api`: fails, after exactly one password attempt.
+    let wrong = unique("not-alices-password");
+    let before = Keystone::access_log_settled().await;
+    let denied = sb
+        .run_program(kubectl, &get_api, &[("OS_PASSWORD", wrong.clone())])
+        .await;
+    assert_ne!(denied.code, Some(0), "kubectl must fail: {}", denied.stdout);
+    for want in ["getting credentials", "refused the user name and password"] {
+        assert!(denied.stderr.contains(want), "{want}: {}", denied.stderr);
+    }
+    assert!(!denied.stderr.contains(&wrong));
+    assert_eq!(
+        Keystone::access_log_count_settled(before, TOKENS).await,
+        1,
+        "`kubectl get --raw /api` with a wrong password must make exactly one password attempt"
+    );
+
+    // `kubectl get pods` runs the plugin again on each discovery retry: still one attempt.
+    let wrong = unique("another-wrong-password");
+    let runs_before = plugin_runs();
+    let before = Keystone::access_log_settled().await;
+    let denied = sb
+        .run_program(
+            kubectl,
+            &["--kubeconfig", kc_s, "get", "pods"],
+            &[("OS_PASSWORD", wrong.clone())],
+        )
+        .await;
+    assert_ne!(denied.code, Some(0), "kubectl must fail: {}", denied.stdout);
+    let retries = plugin_runs() - runs_before;
+    assert!(
+        retries >= 2,
+        "kubectl ran the plugin {retries} time(s): the retries this guards against did not happen"
+    );
+    assert_eq!(
+        Keystone::access_log_count_settled(before, TOKENS).await,
+        1,
+        "{retries} plugin runs of one `kubectl get pods` with a wrong password must make exactly one password attempt"
+    );
+    assert_eq!(
+        denied.stderr.matches("at most one attempt").count(),
+        retries - 1,
+        "every retry says its refusal is remembered: {}",
+        denied.stderr
+    );
+    assert!(!denied.stderr.contains(&wrong));
+
+    // The corrected password works at once: one more POST.
+    let before = Keystone::access_log_settled().await;
+    let ok = sb
+        .run_program(
+            kubectl,
+            &get_api,
+            &[("OS_PASSWORD", env("KS_ALICE_PASSWORD"))],
+        )
+        .await;
+    assert_eq!(ok.code, Some(0), "kubectl failed: {}", ok.stderr);
+    let answer: Value = serde_json::from_str(&ok.stdout).unwrap();
+    assert_eq!(answer["kind"], "APIVersions");
+    assert_eq!(Keystone::access_log_count_settled(before, TOKENS).await, 1);
+    if let Some(f) = cache_files(&sb).first() {
+        let cached: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        record_issued(cached["token"].as_str().unwrap());
+    }
+}
