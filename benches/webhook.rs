@@ -223,6 +223,7 @@ async fn main() {
             groups: vec!["k8s-admins".into(), "team-a-devs".into()],
             expires_at: std::time::SystemTime::now() + Duration::from_secs(3600),
             application_credential_id: Some(format!("{i:032x}")),
+            access_rules: Vec::new(),
         };
         let outcome =
             kubernetes_keystone::webhook::authn::Outcome::Authenticated(Arc::new(identity));

@@ -3,7 +3,9 @@
 //! The mapping is the Go reference's: username = Keystone user name, uid = user id, groups =
 //! the user's Keystone group names followed by the project id, and five `extra` keys (project
 //! id and name, roles, user domain id and name), each an array. [`UsernameFormat`] optionally
-//! makes names unique across domains.
+//! makes names unique across domains. A token of an application credential with access rules
+//! also gets its rules for the configured service type under
+//! [`extra_keys::ACCESS_RULES`], which authorization enforces.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -67,6 +69,18 @@ pub struct Identity {
     pub expires_at: SystemTime,
     /// The application credential the token came from, if any.
     pub application_credential_id: Option<String>,
+    /// That credential's access rules for the configured service type, in Keystone's order;
+    /// empty when the token is not from a credential with access rules.
+    pub access_rules: Vec<AccessRule>,
+}
+
+/// One access rule of an application credential, for this service's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRule {
+    /// HTTP method as Keystone stores it (`GET`, `POST`, ...).
+    pub method: String,
+    /// Path pattern (`/api/v1/namespaces/*/pods`).
+    pub path: String,
 }
 
 /// Why a token that Keystone accepted is still refused.
@@ -110,6 +124,16 @@ pub fn identity_from_token(
         groups: Vec::new(),
         expires_at,
         application_credential_id: token.application_credential.as_ref().map(|a| a.id.clone()),
+        access_rules: token
+            .application_credential
+            .iter()
+            .flat_map(|ac| &ac.access_rules)
+            .filter(|r| r.service == service_type)
+            .map(|r| AccessRule {
+                method: r.method.clone(),
+                path: r.path.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -149,6 +173,15 @@ pub fn user_info(id: &Identity, format: UsernameFormat) -> UserInfo {
         extra_keys::USER_DOMAIN_NAME.to_string(),
         vec![id.user_domain_name.clone()],
     );
+    if !id.access_rules.is_empty() {
+        extra.insert(
+            extra_keys::ACCESS_RULES.to_string(),
+            id.access_rules
+                .iter()
+                .map(|r| extra_keys::access_rule_value(&r.method, &r.path))
+                .collect(),
+        );
+    }
     UserInfo {
         username,
         uid: id.user_id.clone(),
@@ -299,6 +332,57 @@ mod tests {
             Err(Refusal::AccessRulesExcludeService("k8s".into()))
         );
         assert!(identity_from_token(&with("kubernetes"), "kubernetes", now()).is_ok());
+    }
+
+    #[test]
+    fn access_rules_of_the_service_type_are_kept_and_answered() {
+        let t = token(&ALICE.replace(
+            r#""roles""#,
+            r#""application_credential":{"id":"ac","access_rules":[
+                {"service":"k8s","method":"GET","path":"/api/v1/namespaces/*/pods"},
+                {"service":"compute","method":"GET","path":"/v2.1/servers"},
+                {"service":"k8s","method":"POST","path":"/apis/apps/v1/namespaces/dev/deployments"}]},"roles""#,
+        ));
+        let id = identity_from_token(&t, "k8s", now()).unwrap();
+        assert_eq!(
+            id.access_rules,
+            [
+                AccessRule {
+                    method: "GET".into(),
+                    path: "/api/v1/namespaces/*/pods".into()
+                },
+                AccessRule {
+                    method: "POST".into(),
+                    path: "/apis/apps/v1/namespaces/dev/deployments".into()
+                }
+            ]
+        );
+        let u = user_info(&id, UsernameFormat::Name);
+        assert_eq!(
+            u.extra["alpha.kubernetes.io/identity/access-rules"],
+            [
+                "GET /api/v1/namespaces/*/pods",
+                "POST /apis/apps/v1/namespaces/dev/deployments"
+            ]
+        );
+        // Every value reads back into the rule it came from.
+        for (value, rule) in u.extra[extra_keys::ACCESS_RULES]
+            .iter()
+            .zip(&id.access_rules)
+        {
+            assert_eq!(
+                extra_keys::parse_access_rule_value(value),
+                Some((rule.method.as_str(), rule.path.as_str()))
+            );
+        }
+        // Without rules (a password token, or a credential without rules) there is no key.
+        let plain = identity_from_token(&token(ALICE), "k8s", now()).unwrap();
+        assert!(plain.access_rules.is_empty());
+        assert!(
+            !user_info(&plain, UsernameFormat::Name)
+                .extra
+                .contains_key(extra_keys::ACCESS_RULES)
+        );
     }
 
     #[test]

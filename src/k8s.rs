@@ -24,7 +24,9 @@ pub const AUTHORIZATION_V1: &str = "authorization.k8s.io/v1";
 /// `authorization.k8s.io/v1beta1`
 pub const AUTHORIZATION_V1BETA1: &str = "authorization.k8s.io/v1beta1";
 
-/// The five `extra` keys of the Go reference, each holding an array of strings.
+/// The `extra` keys this service reads or writes, each holding an array of strings: the five of
+/// the Go reference, this service's own [`ACCESS_RULES`](extra_keys::ACCESS_RULES), and
+/// kube-apiserver's [`CREDENTIAL_ID`](extra_keys::CREDENTIAL_ID).
 pub mod extra_keys {
     /// Keystone project id of the token's scope.
     pub const PROJECT_ID: &str = "alpha.kubernetes.io/identity/project/id";
@@ -36,9 +38,27 @@ pub mod extra_keys {
     pub const USER_DOMAIN_ID: &str = "alpha.kubernetes.io/identity/user/domain/id";
     /// Domain name of the user.
     pub const USER_DOMAIN_NAME: &str = "alpha.kubernetes.io/identity/user/domain/name";
+    /// This service only (not in the Go reference): the access rules of the application
+    /// credential the token came from, for the configured service type, one
+    /// `"METHOD PATH"` value each (see [`access_rule_value`]). Present only for a credential
+    /// with access rules; the SubjectAccessReview carries it back, so any replica can enforce
+    /// the rules without shared state.
+    pub const ACCESS_RULES: &str = "alpha.kubernetes.io/identity/access-rules";
     /// Set by kube-apiserver itself (never by this service) for ServiceAccount tokens
     /// (`JTI=...`) and X.509 client certificates (`X509SHA256=...`).
     pub const CREDENTIAL_ID: &str = "authentication.kubernetes.io/credential-id";
+
+    /// One [`ACCESS_RULES`] value: the method, one space, the path (`GET /api/v1/pods`).
+    /// Keystone's methods are single upper-case words and its paths start with `/`, so the
+    /// first space always separates them.
+    pub fn access_rule_value(method: &str, path: &str) -> String {
+        format!("{method} {path}")
+    }
+
+    /// Reads an [`ACCESS_RULES`] value back into `(method, path)`; `None` when it has no space.
+    pub fn parse_access_rule_value(value: &str) -> Option<(&str, &str)> {
+        value.split_once(' ')
+    }
 }
 
 /// `apiVersion` and `kind`, read first so that a wrong kind or version gets a precise answer.
@@ -221,7 +241,8 @@ pub struct SubjectAccessReviewResponse {
 pub struct SubjectAccessReviewStatus {
     /// Whether the policy allows the request.
     pub allowed: bool,
-    /// Never set: a `false` answer is "no opinion", so RBAC still decides.
+    /// Set only for what an application credential's access rules do not allow (an explicit
+    /// deny, which ends the authorizer chain); otherwise a `false` answer is "no opinion".
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub denied: bool,
     /// Why.

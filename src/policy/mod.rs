@@ -51,11 +51,18 @@
 //! "not a Keystone identity". (The Go reference only checks that `extra` is present, so its rules
 //! without `users` also grant to ServiceAccounts and certificate users: a deliberate difference.)
 //!
+//! A Keystone identity whose `extra` carries
+//! [`alpha.kubernetes.io/identity/access-rules`](crate::k8s::extra_keys::ACCESS_RULES) (the
+//! token came from an application credential with access rules) is first checked against them
+//! ([`access_rules`]): a request they do not allow gets an explicit deny (`denied: true`), and one
+//! they allow goes on to the rules below.
+//!
 //! Rules are tried in order
 //! and the first one that allows wins; a rule's version 2 permissions take precedence over its
 //! version 1 object of the same kind. Nothing matching means `allowed: false` ("no opinion" for
 //! the API server).
 
+pub mod access_rules;
 mod json;
 mod parse;
 mod pattern;
@@ -69,8 +76,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::k8s::extra_keys::{
-    CREDENTIAL_ID as EXTRA_CREDENTIAL_ID, PROJECT_ID as EXTRA_PROJECT_ID,
-    PROJECT_NAME as EXTRA_PROJECT_NAME, ROLES as EXTRA_ROLES,
+    ACCESS_RULES as EXTRA_ACCESS_RULES, CREDENTIAL_ID as EXTRA_CREDENTIAL_ID,
+    PROJECT_ID as EXTRA_PROJECT_ID, PROJECT_NAME as EXTRA_PROJECT_NAME, ROLES as EXTRA_ROLES,
 };
 
 /// Reason of a denial caused by a request whose subject this service did not authenticate.
@@ -191,8 +198,12 @@ pub enum Attributes<'a> {
 /// The outcome of [`Policy::evaluate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// Whether a rule allowed the request. `false` means "no opinion", never "denied".
+    /// Whether a rule allowed the request.
     pub allowed: bool,
+    /// An explicit deny (kube-apiserver asks no further authorizer): only for what an
+    /// application credential's access rules do not allow. `allowed: false` without it is
+    /// "no opinion".
+    pub denied: bool,
     /// The allowing rule, e.g. `allowed by policy rule 0 (resource_permissions "*/pods")`, or
     /// why nothing allowed the request.
     pub reason: String,
@@ -202,6 +213,7 @@ impl Decision {
     fn deny(reason: &str) -> Self {
         Decision {
             allowed: false,
+            denied: false,
             reason: reason.to_owned(),
         }
     }
@@ -278,6 +290,18 @@ impl Policy {
         let Some(extra) = req.extra.filter(|e| is_keystone_identity(e)) else {
             return Decision::deny(REASON_NO_IDENTITY);
         };
+        if let Some(rules) = extra.get(EXTRA_ACCESS_RULES) {
+            let request = access_rules::http_request(&req.attributes);
+            if !access_rules::allows(rules, &request) {
+                return Decision {
+                    allowed: false,
+                    denied: true,
+                    reason: format!(
+                        "{request}: the application credential's access rules do not allow it"
+                    ),
+                };
+            }
+        }
         let field = |key: &str| extra.get(key).map_or(&[][..], Vec::as_slice);
         let id = Identity {
             user: req.user,
@@ -291,6 +315,7 @@ impl Policy {
             if let Some(what) = rule.allows(&id, &req.attributes) {
                 return Decision {
                     allowed: true,
+                    denied: false,
                     reason: format!("allowed by policy rule {} ({what})", rule.index),
                 };
             }

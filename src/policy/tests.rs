@@ -183,6 +183,7 @@ fn nonres<'a>(verb: &'a str, path: &'a str) -> Attributes<'a> {
 fn allowed_by(reason: &str) -> Decision {
     Decision {
         allowed: true,
+        denied: false,
         reason: reason.into(),
     }
 }
@@ -190,6 +191,7 @@ fn allowed_by(reason: &str) -> Decision {
 fn denied() -> Decision {
     Decision {
         allowed: false,
+        denied: false,
         reason: "no policy rule matched".into(),
     }
 }
@@ -416,6 +418,7 @@ fn upstream_v2_reasons() {
         Who::without_extra("test1").decide(&p, res("get", "default", "pods")),
         Decision {
             allowed: false,
+            denied: false,
             reason: "not a Keystone identity".into()
         }
     );
@@ -847,6 +850,7 @@ fn no_extra_is_denied() {
             who.decide(&p, res("get", "default", "pods")),
             Decision {
                 allowed: false,
+                denied: false,
                 reason: reason.into()
             }
         );
@@ -1571,7 +1575,7 @@ proptest! {
         let who = Who { extra: None, ..who };
         let p = load(r#"[{"resource_permissions": {"*/*": ["*"]}, "nonresource": {"verbs": ["*"], "path": "*"}}]"#);
         let d = who.decide(&p, attributes(resource, &attrs));
-        prop_assert_eq!(d, Decision { allowed: false, reason: "not a Keystone identity".into() });
+        prop_assert_eq!(d, Decision { allowed: false, denied: false, reason: "not a Keystone identity".into() });
     }
 
     #[test]
@@ -1583,5 +1587,159 @@ proptest! {
                 && !e.contains_key(EXTRA_CREDENTIAL_ID)
         });
         prop_assert_eq!(d.allowed, keystone);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Application-credential access rules (extra `alpha.kubernetes.io/identity/access-rules`)
+
+const ALLOW_ALL: &str = r#"[{"resource_permissions": {"*/*": ["*"]}, "nonresource_permissions": {"/healthz": ["get"]}}]"#;
+
+fn restricted(rules: &[&str]) -> Who {
+    rules
+        .iter()
+        .fold(Who::new("alice"), |w, r| w.push(EXTRA_ACCESS_RULES, r))
+}
+
+fn full<'a>(
+    verb: &'a str,
+    namespace: &'a str,
+    group: &'a str,
+    resource: &'a str,
+    subresource: &'a str,
+    name: &'a str,
+) -> Attributes<'a> {
+    Attributes::Resource {
+        verb,
+        namespace,
+        group,
+        version: "v1",
+        resource,
+        subresource,
+        name,
+    }
+}
+
+#[test]
+fn access_rules_deny_explicitly_what_they_do_not_allow() {
+    let p = load_clean(ALLOW_ALL);
+    let who = restricted(&["GET /api/v1/namespaces/*/pods"]);
+    // Inside the rules the policy decides.
+    assert_eq!(
+        who.decide(&p, full("list", "x", "", "pods", "", "")),
+        allowed_by("allowed by policy rule 0 (resource_permissions \"*/*\")")
+    );
+    assert!(who.can(&p, full("watch", "x", "", "pods", "", "")));
+    // Outside: an explicit deny naming method and path, whatever the policy grants.
+    assert_eq!(
+        who.decide(&p, full("create", "x", "apps", "deployments", "", "")),
+        Decision {
+            allowed: false,
+            denied: true,
+            reason: "POST /apis/apps/v1/namespaces/x/deployments: the application credential's access rules do not allow it".into()
+        }
+    );
+    for attributes in [
+        full("get", "x", "", "pods", "", "web-0"),
+        full("get", "x", "", "pods", "log", "web-0"),
+        full("list", "", "", "pods", "", ""),
+        full("delete", "x", "", "pods", "", "web-0"),
+        full("bind", "x", "rbac.authorization.k8s.io", "roles", "", "r"),
+        nonres("get", "/healthz"),
+    ] {
+        let d = who.decide(&p, attributes);
+        assert!(!d.allowed && d.denied, "{attributes:?}: {d:?}");
+        assert!(
+            d.reason
+                .ends_with(": the application credential's access rules do not allow it"),
+            "{d:?}"
+        );
+    }
+    let bind = who.decide(
+        &p,
+        full("bind", "x", "rbac.authorization.k8s.io", "roles", "", "r"),
+    );
+    assert!(bind.reason.contains("no HTTP method"), "{bind:?}");
+    // Inside the rules but not granted by the policy: no opinion, as for anyone.
+    let none = load_clean(r#"[{"resource_permissions": {"x/services": ["get"]}}]"#);
+    assert_eq!(
+        who.decide(&none, full("list", "x", "", "pods", "", "")),
+        denied()
+    );
+}
+
+#[test]
+fn access_rules_only_bind_keystone_identities() {
+    let p = load_clean(ALLOW_ALL);
+    // A ServiceAccount that somehow carries the key: not a Keystone identity, untouched.
+    let sa = Who::with_extra(
+        "system:serviceaccount:x:y",
+        &[(EXTRA_CREDENTIAL_ID, "JTI=1")],
+    )
+    .push(EXTRA_ACCESS_RULES, "GET /nothing");
+    assert_eq!(
+        sa.decide(&p, full("create", "x", "apps", "deployments", "", "")),
+        Decision {
+            allowed: false,
+            denied: false,
+            reason: "not a Keystone identity".into()
+        }
+    );
+    // No key: no restriction.
+    assert!(Who::new("alice").can(&p, full("create", "x", "apps", "deployments", "", "")));
+}
+
+#[test]
+fn access_rules_that_cannot_be_read_allow_nothing() {
+    let p = load_clean(ALLOW_ALL);
+    // The key present with no value, or values that are no "METHOD PATH": everything denied.
+    let empty = Who {
+        extra: Who::new("alice").extra.map(|mut e| {
+            e.insert(EXTRA_ACCESS_RULES.into(), vec![]);
+            e
+        }),
+        ..Who::new("alice")
+    };
+    let garbage = restricted(&[
+        "",
+        "GET",
+        "/api/v1/namespaces/x/pods",
+        "get /api/v1/namespaces/x/pods",
+    ]);
+    for who in [empty, garbage] {
+        let d = who.decide(&p, full("list", "x", "", "pods", "", ""));
+        assert!(d.denied && !d.allowed, "{d:?}");
+    }
+    // One good rule among bad ones is enough.
+    assert!(
+        restricted(&["nonsense", "GET /api/v1/namespaces/x/pods"])
+            .can(&p, full("list", "x", "", "pods", "", ""))
+    );
+}
+
+proptest! {
+    #[test]
+    fn access_rules_never_widen_and_deny_exactly_outside(
+        who in arb_who(),
+        (resource, attrs) in arb_attributes(),
+        rules in prop::collection::vec("(GET|POST|PUT|DELETE|get) /[a-c*/{}]{0,8}", 0..3),
+    ) {
+        let p = load(r#"[{"resource_permissions": {"*/*": ["*"]}, "nonresource": {"verbs": ["*"], "path": "*"}}]"#);
+        let a = attributes(resource, &attrs);
+        let free = who.decide(&p, a);
+        let mut bound = who.clone();
+        if let Some(extra) = bound.extra.as_mut() {
+            extra.insert(EXTRA_ACCESS_RULES.into(), rules.clone());
+        }
+        let d = bound.decide(&p, a);
+        // Never more than without rules; never both allowed and denied.
+        prop_assert!(!d.allowed || free.allowed);
+        prop_assert!(!(d.allowed && d.denied));
+        let keystone = who.extra.as_ref().is_some_and(is_keystone_identity);
+        let inside = access_rules::allows(&rules, &access_rules::http_request(&a));
+        prop_assert_eq!(d.denied, keystone && !inside);
+        if !d.denied {
+            prop_assert_eq!(&d, &free);
+        }
     }
 }

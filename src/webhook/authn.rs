@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::cache::{Key, Lifetime, TokenCache};
 use crate::config::CacheConfig;
@@ -57,6 +57,8 @@ pub struct Authenticator {
     username_format: UsernameFormat,
     max_token_length: usize,
     metrics: Arc<Metrics>,
+    /// Whether skipping an access-rule credential's groups was logged (once per process).
+    groups_skip_logged: AtomicBool,
 }
 
 impl Authenticator {
@@ -77,6 +79,7 @@ impl Authenticator {
             username_format,
             max_token_length,
             metrics,
+            groups_skip_logged: AtomicBool::new(false),
         }
     }
 
@@ -233,8 +236,9 @@ impl Authenticator {
     }
 
     /// The user's group names. Listing them may be refused (a credential with access rules
-    /// may only call what its rules name): then the user has no Keystone groups, which can
-    /// only give fewer permissions, never more.
+    /// may only call what its rules name, so Keystone refuses its token that call): then the
+    /// user has no Keystone groups, which can only give fewer permissions, never more. With a
+    /// service identity that may list users' groups, such a credential gets its groups too.
     async fn groups(
         &self,
         token: &Secret,
@@ -250,10 +254,12 @@ impl Authenticator {
                 }
             )
         };
+        let mut service_refused = false;
         if self.keystone.has_service_identity() {
             match self.keystone.user_groups(token, user_id, true).await {
                 Ok(g) => return Ok(g),
                 Err(e) if refused(&e) => {
+                    service_refused = true;
                     debug!(error = %e, "service identity may not list groups; trying the token itself")
                 }
                 Err(e) => return Err(e),
@@ -263,6 +269,17 @@ impl Authenticator {
             debug!(
                 "application credential with access rules: its groups cannot be listed with its own token"
             );
+            if !self.groups_skip_logged.swap(true, Ordering::Relaxed) {
+                if service_refused {
+                    warn!(
+                        "the service identity may not list users' groups, and an application credential with access rules cannot list its own: such tokens get no Keystone groups, so group RoleBindings and group policy rules do not apply to them (logged once)"
+                    );
+                } else {
+                    info!(
+                        "an application credential with access rules cannot list its user's groups and no [keystone.service_identity] is configured: such tokens get no Keystone groups, so group RoleBindings and group policy rules do not apply to them (logged once)"
+                    );
+                }
+            }
             return Ok(Vec::new());
         }
         match self.keystone.user_groups(token, user_id, false).await {

@@ -220,6 +220,8 @@ fn subject_access_review(body: &[u8], state: &State, started: Instant) -> Respon
     let elapsed = started.elapsed();
     let result = if decision.allowed {
         "allowed"
+    } else if decision.denied {
+        "denied"
     } else {
         "no_opinion"
     };
@@ -245,7 +247,7 @@ fn subject_access_review(body: &[u8], state: &State, started: Instant) -> Respon
         type_meta: req.type_meta,
         status: SubjectAccessReviewStatus {
             allowed: decision.allowed,
-            denied: false,
+            denied: decision.denied,
             reason: decision.reason,
             evaluation_error: String::new(),
         },
@@ -403,5 +405,122 @@ mod tests {
             r.subresource = "exec".into();
         }
         assert_eq!(RequestLine(&spec).to_string(), "create default/pods/exec");
+    }
+
+    /// A state with a policy that grants everything to every Keystone user; Keystone is never
+    /// asked by a SubjectAccessReview.
+    fn state_allowing_everything(dir: &std::path::Path) -> Arc<State> {
+        let policy = dir.join("policy.json");
+        std::fs::write(
+            &policy,
+            r#"[{"resource_permissions": {"*/*": ["*"]}, "nonresource_permissions": {"/healthz": ["get"]}}]"#,
+        )
+        .unwrap();
+        let config = crate::config::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+            keystone: crate::config::KeystoneConfig {
+                url: "http://127.0.0.1:1/v3".parse().unwrap(),
+                ca_file: None,
+                timeout: Duration::from_secs(1),
+                connect_timeout: Duration::from_secs(1),
+                service_type: "k8s".into(),
+                user_agent: "test".into(),
+                service_auth: None,
+            },
+            username_format: Default::default(),
+            max_token_length: 4096,
+            cache: crate::config::CacheConfig {
+                max_entries: 10,
+                ttl: Duration::from_secs(60),
+                negative_ttl: Duration::from_secs(10),
+                serve_stale: false,
+            },
+            policy_file: Some(policy),
+            policy_reload_interval: Duration::from_secs(2),
+            sync_config_file: None,
+            log_level: "info".into(),
+            warnings: vec![],
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        Arc::new(State::build(&config, metrics).unwrap())
+    }
+
+    async fn authorize(
+        state: &Arc<State>,
+        extra: serde_json::Value,
+        attributes: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut spec =
+            serde_json::json!({"user": "alice", "uid": "u1", "groups": ["p1"], "extra": extra});
+        for (k, v) in attributes.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let body = serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec});
+        let reply = warp::test::request()
+            .method("POST")
+            .path("/authorize")
+            .json(&body)
+            .reply(&super::super::filters::routes(state.clone()))
+            .await;
+        assert_eq!(reply.status(), 200);
+        serde_json::from_slice(reply.body()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn access_rules_outside_are_an_explicit_deny_on_the_wire() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_allowing_everything(dir.path());
+        let restricted = serde_json::json!({
+            k8s::extra_keys::PROJECT_ID: ["p1"],
+            k8s::extra_keys::ACCESS_RULES: ["GET /api/v1/namespaces/*/pods"],
+        });
+        let pods = serde_json::json!({"resourceAttributes": {"verb": "list", "namespace": "x", "version": "v1", "resource": "pods"}});
+        let deploy = serde_json::json!({"resourceAttributes": {"verb": "create", "namespace": "x", "group": "apps", "version": "v1", "resource": "deployments"}});
+        let log = serde_json::json!({"resourceAttributes": {"verb": "get", "namespace": "x", "version": "v1", "resource": "pods", "subresource": "log", "name": "web-0"}});
+        let ok = authorize(&state, restricted.clone(), pods.clone()).await;
+        assert_eq!(ok["status"]["allowed"], true, "{ok}");
+        assert!(ok["status"].get("denied").is_none(), "{ok}");
+        let no = authorize(&state, restricted.clone(), deploy.clone()).await;
+        assert_eq!(
+            no["status"],
+            serde_json::json!({"allowed": false, "denied": true,
+                "reason": "POST /apis/apps/v1/namespaces/x/deployments: the application credential's access rules do not allow it"}),
+        );
+        let no = authorize(&state, restricted.clone(), log).await;
+        assert_eq!(no["status"]["denied"], true, "{no}");
+        assert!(
+            no["status"]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("GET /api/v1/namespaces/x/pods/web-0/log: "),
+            "{no}"
+        );
+        // Without the key the same user is not restricted; without a Keystone identity the
+        // key changes nothing.
+        let free = authorize(
+            &state,
+            serde_json::json!({k8s::extra_keys::PROJECT_ID: ["p1"]}),
+            deploy.clone(),
+        )
+        .await;
+        assert_eq!(free["status"]["allowed"], true, "{free}");
+        let sa = authorize(
+            &state,
+            serde_json::json!({k8s::extra_keys::CREDENTIAL_ID: ["JTI=1"], k8s::extra_keys::ACCESS_RULES: ["GET /x"]}),
+            deploy,
+        )
+        .await;
+        assert_eq!(
+            sa["status"],
+            serde_json::json!({"allowed": false, "reason": "not a Keystone identity"})
+        );
+        let text = state.metrics.render();
+        assert!(
+            text.contains(
+                r#"k8s_keystone_auth_reviews_total{kind="SubjectAccessReview",result="denied"} 2"#
+            ),
+            "{text}"
+        );
     }
 }

@@ -65,6 +65,19 @@ fn assert_alice(status: &Value, roles: &[&str], keystone_groups: &[&str]) {
 }
 
 const ALL_ROLES: [&str; 4] = ["k8s-editor", "k8s-viewer", "member", "reader"];
+const ACCESS_RULES: &str = "alpha.kubernetes.io/identity/access-rules";
+
+/// Checks that the answer carries kubectl-rules' one rule, and removes it (for [`assert_alice`]).
+fn without_rules(mut status: Value) -> Value {
+    let extra = status["user"]["extra"].as_object_mut().unwrap();
+    let rules = extra.remove(ACCESS_RULES);
+    assert_eq!(
+        rules,
+        Some(json!(["GET /api/v1/namespaces/*/pods"])),
+        "{status}"
+    );
+    status
+}
 const GROUPS: [&str; 2] = ["k8s-admins", "team-a-devs"];
 
 #[tokio::test]
@@ -124,7 +137,8 @@ async fn access_rules_must_name_the_kubernetes_service_type() {
     let _ks = KEYSTONE.read().await;
     let ks = Keystone::get();
     let svc = Service::start(Options::default()).await;
-    // Rules on service type k8s: accepted. Such a token may not list groups, so it has none.
+    // Rules on service type k8s: accepted, and the answer carries them for authorization.
+    // Such a token may not list groups (and there is no service identity), so it has none.
     let k8s = ks
         .app_cred_token(
             &env("KS_AC_KUBECTL_RULES_ID"),
@@ -132,7 +146,11 @@ async fn access_rules_must_name_the_kubernetes_service_type() {
         )
         .await
         .unwrap();
-    assert_alice(&svc.token_review("v1", &k8s).await, &ALL_ROLES, &[]);
+    assert_alice(
+        &without_rules(svc.token_review("v1", &k8s).await),
+        &ALL_ROLES,
+        &[],
+    );
     // Rules on compute only: refused, and as a definite answer (no error).
     let compute = ks
         .app_cred_token(
@@ -160,6 +178,87 @@ async fn access_rules_must_name_the_kubernetes_service_type() {
         true
     );
     assert_eq!(svc2.token_review("v1", &k8s).await["authenticated"], false);
+}
+
+fn service_identity(user: &str, password: &str, project: &str) -> String {
+    format!(
+        "[keystone.service_identity]\nuser_name = \"{user}\"\nuser_domain_id = \"default\"\npassword = \"{password}\"\nproject_name = \"{project}\"\nproject_domain_id = \"default\"\n"
+    )
+}
+
+#[tokio::test]
+async fn access_rule_credentials_get_groups_only_through_a_service_identity() {
+    let _ks = KEYSTONE.read().await;
+    let ks = Keystone::get();
+    let rules_token = || async {
+        ks.app_cred_token(
+            &env("KS_AC_KUBECTL_RULES_ID"),
+            &env("KS_AC_KUBECTL_RULES_SECRET"),
+        )
+        .await
+        .unwrap()
+    };
+    let skipped = "such tokens get no Keystone groups";
+    // Without a service identity: no groups, said once (info), and only for such tokens.
+    let svc = Service::start(Options::default()).await;
+    let alice = ks.alice().await;
+    assert_alice(&svc.token_review("v1", &alice).await, &ALL_ROLES, &GROUPS);
+    assert!(!svc.log_text().contains(skipped));
+    for _ in 0..2 {
+        let t = rules_token().await;
+        assert_alice(
+            &without_rules(svc.token_review("v1", &t).await),
+            &ALL_ROLES,
+            &[],
+        );
+    }
+    let log = svc.log_text();
+    assert_eq!(log.matches(skipped).count(), 1, "{log}");
+    assert!(
+        log.contains("no [keystone.service_identity] is configured"),
+        "{log}"
+    );
+    // A service identity that may list users' groups (here Keystone's admin): the groups come.
+    let admin = Service::start(Options {
+        toml: service_identity("admin", &env("KS_ADMIN_PASSWORD"), "admin"),
+        ..Default::default()
+    })
+    .await;
+    let t = rules_token().await;
+    assert_alice(
+        &without_rules(admin.token_review("v1", &t).await),
+        &ALL_ROLES,
+        &GROUPS,
+    );
+    assert!(!admin.log_text().contains(skipped));
+    // A service identity Keystone does not let list groups (k8s-webhook has only `service`):
+    // no groups, and a warning that says why.
+    let hook = Service::start(Options {
+        toml: service_identity(
+            &env("KS_WEBHOOK_USER"),
+            &env("KS_WEBHOOK_PASSWORD"),
+            &env("KS_WEBHOOK_PROJECT"),
+        ),
+        ..Default::default()
+    })
+    .await;
+    let t = rules_token().await;
+    assert_alice(
+        &without_rules(hook.token_review("v1", &t).await),
+        &ALL_ROLES,
+        &[],
+    );
+    let log = hook.log_text();
+    assert!(
+        log.contains("the service identity may not list users' groups"),
+        "{log}"
+    );
+    assert_eq!(log.matches(skipped).count(), 1, "{log}");
+    for log in [svc.log_text(), admin.log_text(), hook.log_text()] {
+        assert!(
+            !log.contains(&env("KS_ADMIN_PASSWORD")) && !log.contains(&env("KS_WEBHOOK_PASSWORD"))
+        );
+    }
 }
 
 #[tokio::test]

@@ -279,3 +279,136 @@ async fn invalid_policy_at_start_up_stops_the_service() {
         "{err}"
     );
 }
+
+/// A policy that grants alice (member on team-a) everything: only access rules can limit her.
+const GRANT_ALL: &str = r#"[{"users": {"roles": ["member"], "projects": ["team-a"]},
+  "resource_permissions": {"*/*": ["*"]}, "nonresource_permissions": {"/version": ["get"]}}]"#;
+
+const ACCESS_RULES: &str = "alpha.kubernetes.io/identity/access-rules";
+
+/// Any answer, explicit denies included.
+async fn answer(svc: &Service, version: &str, user: &Value, attrs: Value) -> Value {
+    let (code, answer) = svc.post("/webhook", &sar(version, user, attrs)).await;
+    assert_eq!(code, 200, "{answer}");
+    answer["status"].clone()
+}
+
+fn request(verb: &str, ns: &str, group: &str, resource: &str, sub: &str, name: &str) -> Value {
+    json!({"resourceAttributes": {"verb": verb, "namespace": ns, "group": group, "version": "v1", "resource": resource, "subresource": sub, "name": name}})
+}
+
+#[tokio::test]
+async fn application_credential_access_rules_are_enforced() {
+    let _ks = KEYSTONE.read().await;
+    let ks = Keystone::get();
+    let svc = Service::start(Options {
+        policy: Some(GRANT_ALL.into()),
+        ..Default::default()
+    })
+    .await;
+    // kubectl-rules: the one rule `k8s GET /api/v1/namespaces/*/pods`.
+    let token = ks
+        .app_cred_token(
+            &env("KS_AC_KUBECTL_RULES_ID"),
+            &env("KS_AC_KUBECTL_RULES_SECRET"),
+        )
+        .await
+        .unwrap();
+    let status = svc.token_review("v1", &token).await;
+    assert_eq!(status["authenticated"], true, "{status}");
+    let user = status["user"].clone();
+    assert_eq!(
+        user["extra"][ACCESS_RULES],
+        json!(["GET /api/v1/namespaces/*/pods"]),
+        "{user}"
+    );
+    // A cached answer (another review of the same token) carries them too.
+    let hits = svc
+        .metric("k8s_keystone_auth_token_cache_requests_total{result=\"hit\"}")
+        .await;
+    assert_eq!(svc.token_review("v1beta1", &token).await["user"], user);
+    assert_eq!(
+        svc.metric("k8s_keystone_auth_token_cache_requests_total{result=\"hit\"}")
+            .await,
+        hits + 1
+    );
+    for v in ["v1", "v1beta1"] {
+        // Inside the rules: the policy decides (and grants).
+        for attrs in [
+            request("list", "x", "", "pods", "", ""),
+            request("watch", "x", "", "pods", "", ""),
+        ] {
+            let s = answer(&svc, v, &user, attrs).await;
+            assert_eq!(s["allowed"], true, "{s}");
+            assert!(s.get("denied").is_none(), "{s}");
+        }
+        // Outside: an explicit deny naming method and path, although the policy grants it.
+        let s = answer(
+            &svc,
+            v,
+            &user,
+            request("create", "x", "apps", "deployments", "", ""),
+        )
+        .await;
+        assert_eq!(
+            s,
+            json!({"allowed": false, "denied": true, "reason": "POST /apis/apps/v1/namespaces/x/deployments: the application credential's access rules do not allow it"})
+        );
+        for attrs in [
+            request("get", "x", "", "pods", "log", "web-0"),
+            request("get", "x", "", "pods", "", "web-0"),
+            request("list", "", "", "pods", "", ""),
+            request("delete", "x", "", "pods", "", "web-0"),
+            request("impersonate", "", "", "users", "", "bob"),
+            json!({"nonResourceAttributes": {"verb": "get", "path": "/version"}}),
+        ] {
+            let s = answer(&svc, v, &user, attrs.clone()).await;
+            assert_eq!(
+                (&s["allowed"], &s["denied"]),
+                (&json!(false), &json!(true)),
+                "{attrs}: {s}"
+            );
+            assert!(
+                s["reason"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("the application credential's access rules do not allow it"),
+                "{s}"
+            );
+        }
+    }
+    let log = answer(
+        &svc,
+        "v1",
+        &user,
+        request("get", "x", "", "pods", "log", "web-0"),
+    )
+    .await;
+    assert_eq!(
+        log["reason"],
+        "GET /api/v1/namespaces/x/pods/web-0/log: the application credential's access rules do not allow it"
+    );
+    // The same user with a password token has no rules: the policy alone decides.
+    let alice = svc.token_review("v1", &ks.alice().await).await["user"].clone();
+    assert!(alice["extra"].get(ACCESS_RULES).is_none(), "{alice}");
+    let s = answer(
+        &svc,
+        "v1",
+        &alice,
+        request("create", "x", "apps", "deployments", "", ""),
+    )
+    .await;
+    assert_eq!(s["allowed"], true, "{s}");
+    assert!(
+        svc.metric(
+            "k8s_keystone_auth_reviews_total{kind=\"SubjectAccessReview\",result=\"denied\"}"
+        )
+        .await
+            == 15
+    );
+    assert!(
+        svc.log_text()
+            .contains("result=\"denied\" reason=POST /apis/apps/v1/namespaces/x/deployments"),
+        "denies are logged at info"
+    );
+}
