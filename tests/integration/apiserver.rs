@@ -671,3 +671,121 @@ impl Drop for OwnApiserver {
             .status();
     }
 }
+
+/// A webhook kubeconfig for a [`Service`] of a test's own (its CA pinned, no client certificate).
+fn webhook_kubeconfig(svc: &Service) -> PathBuf {
+    use base64::Engine;
+    let path = svc.dir.path().join("webhook.kubeconfig");
+    let ca = base64::engine::general_purpose::STANDARD.encode(&svc.pki.ca_pem);
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: svc\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: apiserver\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: svc, user: apiserver}}\ncurrent-context: c\n",
+            svc.url("/webhook")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// An application credential whose only access rule is `k8s GET /api/v1/namespaces/*/pods`,
+/// through a real kube-apiserver: listing pods works, creating a deployment or reading
+/// configmaps is denied by the access rules although the policy grants them (alice holds
+/// k8s-editor on team-a), and with a service identity its Keystone groups are there for RBAC.
+#[tokio::test]
+async fn access_rules_bind_what_the_policy_grants() {
+    let _ks = KEYSTONE.read().await;
+    let policy = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/k8s/policy.json"),
+    )
+    .unwrap();
+    let svc = Service::start(Options {
+        policy: Some(policy),
+        toml: format!(
+            "[keystone.service_identity]\nuser_name = \"admin\"\nuser_domain_id = \"default\"\npassword = \"{}\"\nproject_name = \"admin\"\nproject_domain_id = \"default\"\n",
+            env("KS_ADMIN_PASSWORD")
+        ),
+        log_level: "info",
+        ..Default::default()
+    })
+    .await;
+    let kc = webhook_kubeconfig(&svc);
+    let api = OwnApiserver::start(&kc, &kc, "v1", "");
+    let bed = Bed {
+        version: "own",
+        server: api.server.clone(),
+        ca_file: api.ca_file.clone(),
+        admin: api.admin.clone(),
+        cert_user: api.dir.path().join("user.kubeconfig"),
+    };
+    bed.apply(&namespace("team-a")).await;
+    let sb = Sandbox::new();
+    let kc = bed
+        .keystone_kubeconfig(
+            &sb,
+            &env("KS_AC_KUBECTL_RULES_ID"),
+            &env("KS_AC_KUBECTL_RULES_SECRET"),
+        )
+        .await;
+
+    let who = sb.as_user(&kc, &["auth", "whoami", "-o", "json"]).await;
+    assert_eq!(who.code, Some(0), "{}", who.stderr);
+    let who: Value = serde_json::from_str(&who.stdout).unwrap();
+    let user = &who["status"]["userInfo"];
+    assert_eq!(
+        user["extra"]["alpha.kubernetes.io/identity/access-rules"],
+        json!(["GET /api/v1/namespaces/*/pods"])
+    );
+    let groups = user["groups"].to_string();
+    assert!(
+        groups.contains("k8s-admins") && groups.contains("team-a-devs"),
+        "the service identity lists the groups: {groups}"
+    );
+
+    let pods = sb.as_user(&kc, &["get", "pods", "-n", "team-a"]).await;
+    assert_eq!(pods.code, Some(0), "{}", pods.stderr);
+    let create = sb
+        .as_user(
+            &kc,
+            &[
+                "create",
+                "deployment",
+                "web",
+                "--image=registry.invalid/web",
+                "-n",
+                "team-a",
+            ],
+        )
+        .await;
+    assert_ne!(create.code, Some(0), "created: {}", create.stdout);
+    assert!(
+        create.stderr.contains("Forbidden") && create.stderr.contains("access rules"),
+        "{}",
+        create.stderr
+    );
+    let cms = sb
+        .as_user(&kc, &["get", "configmaps", "-n", "team-a"])
+        .await;
+    assert_ne!(cms.code, Some(0));
+    assert!(cms.stderr.contains("access rules"), "{}", cms.stderr);
+    // The same user with an unrestricted credential may create it (the policy grants).
+    let sb2 = Sandbox::new();
+    let full = bed
+        .keystone_kubeconfig(&sb2, &env("KS_AC_KUBECTL_ID"), &env("KS_AC_KUBECTL_SECRET"))
+        .await;
+    let create = sb2
+        .as_user(
+            &full,
+            &[
+                "create",
+                "deployment",
+                "web",
+                "--image=registry.invalid/web",
+                "-n",
+                "team-a",
+                "--dry-run=server",
+            ],
+        )
+        .await;
+    assert_eq!(create.code, Some(0), "{}", create.stderr);
+}
