@@ -567,3 +567,15 @@ impl Service {
         String::from_utf8_lossy(&out).into_owned()
     }
 }
+
+/// Appends a measured figure to `figures.txt` in the run's log folder; tests/run prints them at
+/// the end (cargo test hides a passing test's output).
+pub fn record_figure(line: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_dir().join("figures.txt"))
+        .unwrap();
+    writeln!(f, "{line}").unwrap();
+}

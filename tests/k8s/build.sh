@@ -30,7 +30,7 @@ else
   log "building ${bins[*]} into $dest (cold: ~15 min on 2 cores; Go build cache $(go env GOCACHE))"
   s=$(date +%s)
   rm -rf "$dest.tmp"; mkdir -p "$dest.tmp"
-  if ! (cd "$here" && nice -n 10 go build -trimpath -o "$dest.tmp/" ./cmd/... >"$root/build.log" 2>&1); then
+  if ! (cd "$here" && nice -n 10 go build -o "$dest.tmp/" ./cmd/... >"$root/build.log" 2>&1); then
     log "go build failed; last lines of $root/build.log:"; tail -40 "$root/build.log" >&2; exit 1
   fi
   rm -rf "$dest"; mv "$dest.tmp" "$dest"
