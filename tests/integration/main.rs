@@ -1,12 +1,16 @@
 //! Integration tests: the real `k8s-keystone-auth` binary against the real Keystone that
-//! `tests/run` starts (see tests/keystone/). The tests play kube-apiserver: they POST
-//! TokenReview and SubjectAccessReview bodies over HTTPS, exactly as the apiserver does.
+//! `tests/run` starts (see tests/keystone/).
 //!
-//! `plugin` runs the real `kubectl-keystone-auth` and the real `kubectl` against an HTTPS
-//! stand-in for kube-apiserver that asks the real `k8s-keystone-auth`.
+//! * `apiserver`, `plugin` and `charm` go through **real kube-apiservers** (tests/k8s/): the
+//!   test bed's two (webhook API v1 and v1beta1) or one of a test's own, with real `kubectl`
+//!   and the real `kubectl-keystone-auth`.
+//! * `authn`, `authz` and `service` POST TokenReview and SubjectAccessReview bodies themselves,
+//!   byte for byte as kube-apiserver does, for what a real apiserver cannot be made to send
+//!   (malformed bodies, wrong versions, huge requests, a Keystone that hangs).
 //!
-//! Run them with `tests/run` (which starts and seeds Keystone and exports the `KS_*`
-//! variables); `cargo test --test integration` alone fails fast with that advice.
+//! Run them with `tests/run` (which starts Keystone and the test bed and exports the `KS_*`,
+//! `BED_*` and `K8S_*` variables); `cargo test --test integration` alone fails fast with that
+//! advice.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

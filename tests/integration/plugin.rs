@@ -5,8 +5,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
@@ -223,131 +221,52 @@ fn kubectl() -> PathBuf {
     versioned.pop().map(|(_, p)| p).unwrap_or(real)
 }
 
-/// An HTTPS stand-in for kube-apiserver configured with
-/// `--authentication-token-webhook-config-file` pointing at `k8s-keystone-auth`: for every
-/// request it takes the bearer token, POSTs a `authentication.k8s.io/v1` TokenReview to the real
-/// running service (as the apiserver's webhook authenticator does), and answers `/api` and
-/// `/version` for authenticated users, `401 Unauthorized` (a Kubernetes `Status`) otherwise.
-/// kube-apiserver cannot run on this machine (see test-infra.md); kubectl only sends credentials
-/// over TLS, so this serves HTTPS with a certificate from its own rcgen CA.
-struct FakeApiserver {
+/// A real kube-apiserver (tests/k8s/up.sh) whose authentication and authorization webhook is
+/// the given service, with its webhook cache off (`--authentication-token-webhook-cache-ttl=0s`;
+/// its own 10 s token cache stays), so that what the service answers reaches kubectl soon.
+struct Apiserver {
     url: String,
     ca_file: PathBuf,
-    authenticated: Arc<AtomicUsize>,
-    refused: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    _api: crate::apiserver::OwnApiserver,
 }
 
-impl Drop for FakeApiserver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl FakeApiserver {
+impl Apiserver {
     async fn start(svc: &Service) -> Self {
-        use hyper_util::rt::{TokioExecutor, TokioIo};
-        use rustls_pki_types::pem::PemObject;
-        use warp::Filter;
-        let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new("apiserver");
-        let (cert, key) = pki.leaf("kube-apiserver", true);
-        let ca_file = dir.path().join("apiserver-ca.crt");
-        std::fs::write(&ca_file, &pki.ca_pem).unwrap();
-        let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-        kubernetes_keystone::tls::install_crypto_provider();
-        let mut config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-
-        let webhook = svc.url("/webhook");
-        let http = svc.http.clone();
-        let authenticated = Arc::new(AtomicUsize::new(0));
-        let refused = Arc::new(AtomicUsize::new(0));
-        let (ok_count, no_count) = (authenticated.clone(), refused.clone());
-        let routes = warp::path::full()
-            .and(warp::header::optional::<String>("authorization"))
-            .then(move |path: warp::path::FullPath, auth: Option<String>| {
-                let (webhook, http) = (webhook.clone(), http.clone());
-                let (ok_count, no_count) = (ok_count.clone(), no_count.clone());
-                async move {
-                    let token = auth
-                        .as_deref()
-                        .and_then(|a| a.strip_prefix("Bearer "))
-                        .unwrap_or("")
-                        .to_string();
-                    let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                        "spec": {"token": token, "audiences": ["https://kubernetes.default.svc"]}});
-                    let authenticated = match http.post(&webhook).json(&review).send().await {
-                        Ok(r) if r.status() == 200 => r
-                            .json::<Value>()
-                            .await
-                            .map(|v| v["status"]["authenticated"] == true)
-                            .unwrap_or(false),
-                        _ => false,
-                    };
-                    let body = match (authenticated, path.as_str()) {
-                        (true, "/api") => json!({"kind": "APIVersions", "versions": ["v1"],
-                            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}),
-                        (true, "/version") => json!({"major": "1", "minor": "32", "gitVersion": "v1.32.0-stand-in",
-                            "platform": "linux/amd64"}),
-                        (true, _) => {
-                            return warp::reply::with_status(
-                                warp::reply::json(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                    "reason": "NotFound", "code": 404})),
-                                warp::http::StatusCode::NOT_FOUND,
-                            );
-                        }
-                        (false, _) => {
-                            no_count.fetch_add(1, Ordering::SeqCst);
-                            return warp::reply::with_status(
-                                warp::reply::json(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                    "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401})),
-                                warp::http::StatusCode::UNAUTHORIZED,
-                            );
-                        }
-                    };
-                    ok_count.fetch_add(1, Ordering::SeqCst);
-                    warp::reply::with_status(warp::reply::json(&body), warp::http::StatusCode::OK)
-                }
-            });
-        let task = tokio::spawn(async move {
-            for _ in 0..10_000 {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let acceptor = acceptor.clone();
-                let service =
-                    hyper_util::service::TowerToHyperService::new(warp::service(routes.clone()));
-                tokio::spawn(async move {
-                    if let Ok(Ok(tls)) =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-                    {
-                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(tls), service)
-                            .await;
-                    }
-                });
-            }
-        });
+        use base64::Engine;
+        let kc = svc.dir.path().join("webhook.kubeconfig");
+        let ca = base64::engine::general_purpose::STANDARD.encode(&svc.pki.ca_pem);
+        std::fs::write(
+            &kc,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: svc\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: apiserver\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: svc, user: apiserver}}\ncurrent-context: c\n",
+                svc.url("/webhook")
+            ),
+        )
+        .unwrap();
+        let api = tokio::task::spawn_blocking(move || {
+            crate::apiserver::OwnApiserver::start(
+                &kc,
+                &kc,
+                "v1",
+                "--authentication-token-webhook-cache-ttl=0s",
+            )
+        })
+        .await
+        .unwrap();
         Self {
-            url: format!("https://127.0.0.1:{port}"),
-            ca_file,
-            authenticated,
-            refused,
-            task,
-            _dir: dir,
+            url: api.server.clone(),
+            ca_file: api.ca_file.clone(),
+            _api: api,
         }
     }
+}
+
+/// TokenReviews the service answered with `result` (`authenticated`, `unauthenticated`).
+async fn token_reviews(svc: &Service, result: &str) -> u64 {
+    svc.metric(&format!(
+        "k8s_keystone_auth_reviews_total{{kind=\"TokenReview\",result=\"{result}\"}}"
+    ))
+    .await
 }
 
 /// A service that does not cache answers, so that a deleted credential is seen at once.
@@ -391,7 +310,7 @@ async fn kubectl_with_a_generated_kubeconfig_works_until_the_credential_is_delet
     let _ks = KEYSTONE.write().await;
     let ks = Keystone::get();
     let svc = uncached_service().await;
-    let api = FakeApiserver::start(&svc).await;
+    let api = Apiserver::start(&svc).await;
     let (id, secret) = ks
         .create_alice_app_cred(&unique("plugin-kubectl"), json!({}))
         .await;
@@ -453,7 +372,7 @@ async fn kubectl_with_a_generated_kubeconfig_works_until_the_credential_is_delet
     assert_eq!(ok.code, Some(0), "kubectl failed: {}", ok.stderr);
     let answer: Value = serde_json::from_str(&ok.stdout).unwrap();
     assert_eq!(answer["kind"], "APIVersions");
-    assert!(api.authenticated.load(Ordering::SeqCst) >= 1);
+    assert!(token_reviews(&svc, "authenticated").await >= 1);
     assert_eq!(cache_files(&sb).len(), 1, "the plugin cached its token");
     // A second kubectl run reuses the cached token: no POST /v3/auth/tokens.
     let before = Keystone::access_log_settled().await;
@@ -466,9 +385,17 @@ async fn kubectl_with_a_generated_kubeconfig_works_until_the_credential_is_delet
     );
 
     ks.delete_alice_app_cred(&id).await;
-    // The cached token died with the credential: the apiserver refuses it.
-    let refused_before = api.refused.load(Ordering::SeqCst);
-    let denied = sb.run_program(kubectl, &get_api, &[]).await;
+    // The cached token died with the credential: the apiserver refuses it once its own 10 s
+    // token cache lets go (the service and the webhook cache do not cache here).
+    let refused_before = token_reviews(&svc, "unauthenticated").await;
+    let mut denied = sb.run_program(kubectl, &get_api, &[]).await;
+    for _ in 0..40 {
+        if denied.code != Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        denied = sb.run_program(kubectl, &get_api, &[]).await;
+    }
     assert_ne!(
         denied.code,
         Some(0),
@@ -479,7 +406,7 @@ async fn kubectl_with_a_generated_kubeconfig_works_until_the_credential_is_delet
         "{}",
         denied.stderr
     );
-    assert!(api.refused.load(Ordering::SeqCst) > refused_before);
+    assert!(token_reviews(&svc, "unauthenticated").await > refused_before);
     // Without the cache, the plugin itself fails and kubectl says so.
     let cleared = sb.plugin(&["clear-cache"], &[]).await;
     assert_eq!(cleared.code, Some(0), "{}", cleared.stderr);
@@ -983,7 +910,7 @@ async fn minted_credential_from_a_session_token_works_with_kubectl() {
     let _ks = KEYSTONE.read().await;
     let ks = Keystone::get();
     let svc = uncached_service().await;
-    let api = FakeApiserver::start(&svc).await;
+    let api = Apiserver::start(&svc).await;
     let sb = Sandbox::new();
     let session = ks.alice().await;
     let name = unique("plugin-minted");
@@ -1062,7 +989,11 @@ async fn minted_credential_from_a_session_token_works_with_kubectl() {
         )
         .await;
     assert_eq!(ok.code, Some(0), "{}", ok.stderr);
-    assert!(ok.stdout.contains("v1.32.0-stand-in"));
+    assert!(
+        ok.stdout.contains("\"gitVersion\": \"v1.36"),
+        "{}",
+        ok.stdout
+    );
     ks.delete_alice_app_cred(&id).await;
 }
 
@@ -1485,7 +1416,7 @@ async fn reference_password_flags_and_the_token_flag_get_alice_a_token() {
 async fn a_stray_os_cloud_or_openrc_in_the_shell_does_not_break_a_generated_kubeconfig() {
     let _ks = KEYSTONE.read().await;
     let svc = Service::start(Options::default()).await;
-    let api = FakeApiserver::start(&svc).await;
+    let api = Apiserver::start(&svc).await;
     let sb = Sandbox::new();
     let kc = sb.path("kubeconfig");
     let kc_s = kc.to_str().unwrap();
@@ -1892,7 +1823,7 @@ async fn a_wrong_password_is_tried_once_per_refusal_ttl_and_a_corrected_one_at_o
 async fn kubectl_with_a_wrong_password_makes_one_password_attempt() {
     let _ks = KEYSTONE.write().await;
     let svc = uncached_service().await;
-    let api = FakeApiserver::start(&svc).await;
+    let api = Apiserver::start(&svc).await;
     let sb = Sandbox::new();
     // kubectl runs this wrapper, which counts its runs and execs the plugin.
     let runs = sb.path("plugin-runs");

@@ -13,7 +13,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 log() { echo "[k8s-build] $*" >&2; }
 command -v go >/dev/null || { log "go is not on PATH: the test bed needs Go 1.26 (see README.md)"; exit 1; }
 
-key=$(cd "$here" && { go version; cat go.mod go.sum; find cmd -name '*.go' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16)
+key=$(cd "$here" && { go version; cat build.sh go.mod go.sum; find cmd -name '*.go' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16)
+# The version the binaries report (/version, kubectl version): the one go.mod pins.
+kver=$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$here/go.mod")
+[[ $kver =~ ^v1\.([0-9]+)\. ]] || { log "cannot read the k8s.io/kubernetes version from $here/go.mod"; exit 1; }
+vpkg=k8s.io/component-base/version
+ldflags="-X $vpkg.gitVersion=$kver -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=${BASH_REMATCH[1]} -X $vpkg.gitTreeState=clean"
 root=${K8S_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubernetes-keystone/k8s-bin}
 dest="$root/$key"
 bins=(etcd kube-apiserver kube-controller-manager)
@@ -30,7 +35,7 @@ else
   log "building ${bins[*]} into $dest (cold: ~15 min on 2 cores; Go build cache $(go env GOCACHE))"
   s=$(date +%s)
   rm -rf "$dest.tmp"; mkdir -p "$dest.tmp"
-  if ! (cd "$here" && nice -n 10 go build -o "$dest.tmp/" ./cmd/... >"$root/build.log" 2>&1); then
+  if ! (cd "$here" && nice -n 10 go build -ldflags "$ldflags" -o "$dest.tmp/" ./cmd/... >"$root/build.log" 2>&1); then
     log "go build failed; last lines of $root/build.log:"; tail -40 "$root/build.log" >&2; exit 1
   fi
   rm -rf "$dest"; mv "$dest.tmp" "$dest"
