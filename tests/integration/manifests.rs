@@ -1,7 +1,8 @@
 //! deploy/kubernetes: the manifests parse, hold what the docs promise (kube-system, host
 //! network, control-plane nodes, TLS from a Secret, the policy from a ConfigMap mounted as a
 //! file, probes on /healthz and /readyz), and their arguments are flags the service accepts
-//! with a valid configuration.
+//! with a valid configuration, and the real kube-apiserver of the test bed accepts them
+//! (`kubectl apply --dry-run=server -f deploy/kubernetes/`).
 
 use std::path::Path;
 
@@ -12,7 +13,7 @@ use serde_json::Value;
 fn docs(file: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("deploy/kubernetes")
+            .join("deploy")
             .join(file),
     )
     .unwrap();
@@ -23,7 +24,7 @@ fn docs(file: &str) -> Vec<Value> {
 
 #[test]
 fn manifests_run_the_service_on_every_control_plane_node() {
-    let docs = docs("k8s-keystone-auth.yaml");
+    let docs = docs("kubernetes/k8s-keystone-auth.yaml");
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
@@ -137,4 +138,24 @@ fn manifests_webhook_kubeconfig_pins_a_ca() {
     );
     assert!(cluster.get("certificate-authority").is_some());
     assert!(cluster.get("insecure-skip-tls-verify").is_none());
+}
+
+/// `kubectl apply --dry-run=server -f deploy/kubernetes/` against the real kube-apiserver of the
+/// test bed: every object is accepted by the server's validation and admission.
+#[tokio::test]
+async fn manifests_are_accepted_by_a_real_kube_apiserver() {
+    let bed = crate::apiserver::Bed::get("v1");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let out = bed
+        .admin(&["apply", "--dry-run=server", "-f", dir.to_str().unwrap()])
+        .await;
+    for want in [
+        "serviceaccount/k8s-keystone-auth created (server dry run)",
+        "configmap/k8s-auth-policy created (server dry run)",
+        "deployment.apps/k8s-keystone-auth created (server dry run)",
+        "service/k8s-keystone-auth-service created (server dry run)",
+        "poddisruptionbudget.policy/k8s-keystone-auth created (server dry run)",
+    ] {
+        assert!(out.contains(want), "{want} missing in:\n{out}");
+    }
 }
