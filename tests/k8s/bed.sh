@@ -35,7 +35,7 @@ service_alive() {
   local pid cmd
   [ -s "$svc/pid" ] || return 1
   pid=$(cat "$svc/pid")
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
   [[ $cmd == *k8s-keystone-auth* ]]
 }
 

@@ -10,7 +10,7 @@ stop() { # stop NAME
   local pidfile="$K8S_DIR/$1.pid" pid cmd
   [ -s "$pidfile" ] || return 0
   pid=$(cat "$pidfile")
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)
   if [[ $cmd == *"/$1 "* ]]; then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -56,14 +56,15 @@ alive() { # alive NAME: the pid in NAME.pid runs the binary NAME
   local pid cmd
   [ -s "$1.pid" ] || return 1
   pid=$(cat "$1.pid")
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
   [[ $cmd == *"/$1 "* ]]
 }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ready() { curl -fsS --max-time 2 --cacert ca.crt --cert admin.crt --key admin.key "https://127.0.0.1:$K8S_PORT/readyz" >/dev/null 2>&1; }
-fail_with_log() { # fail_with_log NAME MESSAGE
+fail_with_log() { # fail_with_log NAME MESSAGE: say why, show the log, stop what was started
   log "$2"
   [ -f "$1.log" ] && { log "last lines of $K8S_DIR/$1.log:"; tail -25 "$1.log" >&2; }
+  K8S_DIR="$K8S_DIR" bash "$here/down.sh" 2>/dev/null
   exit 1
 }
 
