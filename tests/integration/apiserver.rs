@@ -460,13 +460,22 @@ async fn only_keystone_identities_get_policy_grants_v1beta1() {
     only_keystone_identities_get_policy_grants("v1beta1").await;
 }
 
+#[tokio::test]
+async fn invalid_tokens_wrong_secrets_and_deleted_credentials_are_refused_v1() {
+    invalid_tokens_wrong_secrets_and_deleted_credentials_are_refused("v1").await;
+}
+
+#[tokio::test]
+async fn invalid_tokens_wrong_secrets_and_deleted_credentials_are_refused_v1beta1() {
+    invalid_tokens_wrong_secrets_and_deleted_credentials_are_refused("v1beta1").await;
+}
+
 /// Refusals seen from kubectl: a token Keystone does not know, a wrong secret, a deleted
 /// application credential.
-#[tokio::test]
-async fn invalid_tokens_wrong_secrets_and_deleted_credentials_are_refused() {
+async fn invalid_tokens_wrong_secrets_and_deleted_credentials_are_refused(version: &'static str) {
     let _ks = KEYSTONE.read().await;
     let ks = Keystone::get();
-    let bed = Bed::get("v1");
+    let bed = Bed::get(version);
     let sb = Sandbox::new();
 
     // A token shaped like a Fernet token that Keystone never issued.
@@ -480,7 +489,7 @@ async fn invalid_tokens_wrong_secrets_and_deleted_credentials_are_refused() {
     );
 
     // A working credential, then the same kubeconfig with a wrong secret.
-    let name = format!("bed-refusals-{}", std::process::id());
+    let name = format!("bed-refusals-{version}-{}", std::process::id());
     let (id, secret) = ks.create_alice_app_cred(&name, json!({})).await;
     let kc = bed.keystone_kubeconfig(&sb, &id, &secret).await;
     let ok = sb.as_user(&kc, &["get", "--raw", "/api"]).await;
