@@ -122,7 +122,7 @@ KC
     ok=""
     for _ in $(seq 1 150); do
       curl -fs --max-time 2 --cacert ca.crt --cert client.crt --key client.key "https://127.0.0.1:$BED_SERVICE_PORT/healthz" >/dev/null 2>&1 && { ok=1; break; }
-      service_alive || break
+      kill -0 "$(cat pid)" 2>/dev/null || break
       sleep 0.1
     done
     [ -n "$ok" ] || { log "k8s-keystone-auth did not answer /healthz within 15 s; last lines of $svc/service.log:"; tail -20 service.log >&2; exit 1; }

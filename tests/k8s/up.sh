@@ -59,6 +59,7 @@ alive() { # alive NAME: the pid in NAME.pid runs the binary NAME
   cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
   [[ $cmd == *"/$1 "* ]]
 }
+running() { [ -s "$1.pid" ] && kill -0 "$(cat "$1.pid")" 2>/dev/null; } # the process we started still runs
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ready() { curl -fsS --max-time 2 --cacert ca.crt --cert admin.crt --key admin.key "https://127.0.0.1:$K8S_PORT/readyz" >/dev/null 2>&1; }
 fail_with_log() { # fail_with_log NAME MESSAGE: say why, show the log, stop what was started
@@ -159,7 +160,7 @@ start etcd --data-dir "$K8S_DIR/etcd-data" \
   --listen-client-url "http://127.0.0.1:$K8S_ETCD_PORT" --listen-peer-url "http://127.0.0.1:$ETCD_PEER_PORT"
 for _ in $(seq 1 300); do
   grep -q "etcd: ready" etcd.log 2>/dev/null && break
-  alive etcd || fail_with_log etcd "etcd exited during start-up"
+  running etcd || fail_with_log etcd "etcd exited during start-up"
   sleep 0.1
 done
 grep -q "etcd: ready" etcd.log || fail_with_log etcd "etcd not ready after 30 s"
@@ -196,7 +197,7 @@ printf '%s\n' "${args[@]}" > kube-apiserver.args
 start kube-apiserver "${args[@]}"
 for _ in $(seq 1 600); do
   ready && break
-  alive kube-apiserver || fail_with_log kube-apiserver "kube-apiserver exited during start-up (its flags are in $K8S_DIR/kube-apiserver.args)"
+  running kube-apiserver || fail_with_log kube-apiserver "kube-apiserver exited during start-up (its flags are in $K8S_DIR/kube-apiserver.args)"
   sleep 0.1
 done
 ready || fail_with_log kube-apiserver "kube-apiserver not ready on https://127.0.0.1:$K8S_PORT/readyz after 60 s"
@@ -212,7 +213,7 @@ if [ "$K8S_CONTROLLER_MANAGER" = 1 ]; then
     --controllers='*,-bootstrapsigner,-tokencleaner' --cluster-name=test-bed
   # Ready when the aggregated ClusterRole "view" has rules (the clusterrole-aggregation controller ran).
   for _ in $(seq 1 300); do
-    alive kube-controller-manager || fail_with_log kube-controller-manager "kube-controller-manager exited during start-up"
+    running kube-controller-manager || fail_with_log kube-controller-manager "kube-controller-manager exited during start-up"
     n=$(kubectl --kubeconfig admin.kubeconfig get clusterrole view -o 'jsonpath={.rules[*].verbs}' 2>/dev/null | wc -w) || n=0
     [ "$n" -gt 0 ] && break
     sleep 0.1
