@@ -51,8 +51,23 @@ rm -f "$KC"
 "$PLUGIN" kubeconfig --server "$K8S_SERVER" --certificate-authority "$K8S_CA_FILE" --keystone-url "$KS_URL" \
   --application-credential-id "$KS_AC_KUBECTL_RO_ID" --application-credential-secret "$KS_AC_KUBECTL_RO_SECRET" \
   --command "$PLUGIN" --cluster-name demo --namespace team-a --output "$KC"
-echo "The user entry it wrote (secret elided here; the file is mode $(stat -c %a "$KC")):"
-sed -n '/^users:/,/^[a-z-]*:$/p' "$KC" | grep -v '^current-context' | sed -E "s/(value: ).*${KS_AC_KUBECTL_RO_SECRET}.*/\1<the secret>/; s/${KS_AC_KUBECTL_RO_SECRET}/<the secret>/"
+echo "The user entry it wrote (mode $(stat -c %a "$KC"); the secret elided here, and the variables it blanks so that"
+echo "no OS_* of the shell can change the credential left out):"
+SECRET=$KS_AC_KUBECTL_RO_SECRET python3 - "$KC" <<'PY'
+import os, sys
+lines = open(sys.argv[1]).read().split("\n")
+start = next(i for i, l in enumerate(lines) if l.startswith("users:"))
+end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i][0].isspace() and not lines[i].startswith("- ")), len(lines))
+out, i = [], start
+while i < end:
+    l = lines[i]
+    if l.strip().startswith("- name: OS_") and i + 1 < end and lines[i + 1].strip() == "value: ''":
+        i += 2
+        continue
+    out.append(l.replace(os.environ["SECRET"], "<the secret>"))
+    i += 1
+print("\n".join(out))
+PY
 export KUBECONFIG=$KC
 
 say "5. Who am I? (kubectl -> kube-apiserver -> TokenReview -> k8s-keystone-auth -> Keystone)"
