@@ -34,8 +34,12 @@ use tls::ReloadableTls;
 const MAX_CONNECTIONS: usize = 4096;
 /// Time allowed for a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time allowed to receive request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed to receive a request's headers. hyper also counts the idle time of a kept-alive
+/// connection against it, so it must outlast the idle timeout of kube-apiserver's webhook client
+/// (Go's 90 s): the client must close idle connections first. A server that closes them first
+/// (this was 10 s) races the apiserver's next POST on that connection, which Go does not retry,
+/// and the user's request fails with 401.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time given to open connections to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 

@@ -401,3 +401,52 @@ async fn insecure_http_is_explicit_and_warns() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("WARN") && err.contains("tls=false"), "{err}");
 }
+
+/// A kept-alive connection idle for longer than 10 s still serves the next request: the server
+/// must not close idle connections before kube-apiserver's client does (Go keeps them 90 s and
+/// does not retry a POST on a connection the server closed under it).
+#[tokio::test]
+async fn an_idle_kept_alive_connection_still_serves_the_next_request() {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let svc = Service::start(Options::default()).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(svc.pki.ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", svc.port))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    // Reads one response (headers + the 3-byte "ok\n" body) or fails.
+    async fn one_response(
+        tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    ) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains("\r\n\r\nok\n") {
+            let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+                .await
+                .expect("no answer within 10 s")
+                .expect("read failed");
+            assert!(
+                n > 0,
+                "the server closed the connection: {}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+    tls.write_all(request).await.unwrap();
+    assert!(one_response(&mut tls).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_secs(12)).await; // the idle time under test, not a wait for an event
+    tls.write_all(request).await.unwrap();
+    assert!(one_response(&mut tls).await.starts_with("HTTP/1.1 200"));
+}
