@@ -1,0 +1,25 @@
+//! The hermetic tier: no Keystone, no network beyond 127.0.0.1, no environment from tests/run.
+//! `cargo test --test hermetic` runs it in seconds on any machine.
+//!
+//! * `fake`: an in-process fake Keystone (warp on 127.0.0.1:0), scripted per request: status,
+//!   headers (`X-Subject-Token`), body, delay or hang; it records what it was sent.
+//! * `client`: the public `KeystoneClient` against it: 5xx vs 401/404, timeouts, the service
+//!   identity's token refused and renewed, paged groups and foreign `next` links, malformed
+//!   and oversized answers.
+//! * `authn`: TokenReviews through the service's routes and authenticator: error answers not
+//!   cached, refusals cached, stale serving, single flight, the subject never the caller.
+//! * `routes`: `warp::test` for routes, methods, body limits and `Status` bodies, plus the real
+//!   accept loop (`webhook::serve`, plain HTTP) for chunked bodies and `?timeout=30s`.
+//! * `binary`: the real `k8s-keystone-auth` pointed at the fake with `[keystone] url`.
+//!
+//! The contract with the real Keystone stays in tests/integration (run by tests/run).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod fake;
+mod support;
+
+mod authn;
+mod binary;
+mod client;
+mod routes;
