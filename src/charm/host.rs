@@ -23,7 +23,8 @@ pub enum Access {
 }
 
 impl Access {
-    fn mode(self) -> u32 {
+    /// The permission bits.
+    pub fn mode(self) -> u32 {
         match self {
             Access::RootOnly => 0o600,
             Access::Service => 0o640,
@@ -34,8 +35,7 @@ impl Access {
 }
 
 /// Writes `content` to `path` unless the file already holds exactly that (then only its mode
-/// and group are corrected). Writes go through a temporary file in the same directory and a
-/// rename, so a reader never sees half a file. Returns whether the content changed.
+/// and group are corrected). Returns whether the content changed.
 pub fn write_if_changed(
     path: &Path,
     content: &[u8],
@@ -49,6 +49,14 @@ pub fn write_if_changed(
         fix_metadata(path, access.mode(), gid)?;
         return Ok(false);
     }
+    write(path, content, access, gid)?;
+    Ok(true)
+}
+
+/// Writes `content` to `path` through a temporary file in the same directory, fsync and a
+/// rename, so a reader never sees half a file; `gid` only for [`Access::Service`].
+pub fn write(path: &Path, content: &[u8], access: Access, gid: Option<u32>) -> Result<()> {
+    let gid = if access == Access::Service { gid } else { None };
     let dir = path
         .parent()
         .with_context(|| format!("{} has no parent directory", path.display()))?;
@@ -71,7 +79,7 @@ pub fn write_if_changed(
     fix_metadata(&tmp, access.mode(), gid)?;
     std::fs::rename(&tmp, path)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    Ok(true)
+    Ok(())
 }
 
 trait ModeFor {
@@ -86,7 +94,7 @@ impl ModeFor for std::fs::OpenOptions {
 }
 
 /// Sets `mode` and, if given, group `gid` on `path` where they differ.
-fn fix_metadata(path: &Path, mode: u32, gid: Option<u32>) -> Result<()> {
+pub fn fix_metadata(path: &Path, mode: u32, gid: Option<u32>) -> Result<()> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
     if meta.mode() & 0o7777 != mode {
@@ -188,6 +196,12 @@ pub fn ensure_user(name: &str) -> Result<u32> {
     if let Some(gid) = user_gid(name)? {
         return Ok(gid);
     }
+    add_user(name)?;
+    user_gid(name)?.with_context(|| format!("user {name} still missing after useradd"))
+}
+
+/// Creates the system user `name` (system account, own group, no home, no shell).
+pub fn add_user(name: &str) -> Result<()> {
     run_ok(
         "useradd",
         &[
@@ -200,11 +214,12 @@ pub fn ensure_user(name: &str) -> Result<u32> {
             "/usr/sbin/nologin",
             name,
         ],
-    )?;
-    user_gid(name)?.with_context(|| format!("user {name} still missing after useradd"))
+    )
+    .map(drop)
 }
 
-fn user_gid(name: &str) -> Result<Option<u32>> {
+/// The gid of the system user `name`; `None` when there is none.
+pub fn user_gid(name: &str) -> Result<Option<u32>> {
     let o = run("getent", &["passwd", name])?;
     match o.code {
         0 => {

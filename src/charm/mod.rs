@@ -8,20 +8,35 @@
 //! | [`render`] | paths, systemd unit, service config, webhook kubeconfigs (pure) |
 //! | [`snap`] | kube-apiserver options: per-flag or the single `args` option |
 //! | [`pki`] | the charm's own CA and server certificate |
-//! | [`host`] | files, `systemctl`, the system user |
-//! | [`hooks`] | one function per hook |
+//! | [`host`] | files, `systemctl`, the system user (the real machine's helpers) |
+//! | [`state`] | what the charm remembers between hooks |
+//! | [`machine`] | the machine behind one trait, and the real one |
+//! | [`observe`] | the machine as it is → [`plan::Observed`] |
+//! | [`plan`] | observed machine + options → actions (pure) |
+//! | [`apply`] | carries the actions out |
+//! | [`hooks`] | event → observe → plan → apply |
 //!
 //! Environment: Juju's (`JUJU_DISPATCH_PATH`, `JUJU_CHARM_DIR`/`CHARM_DIR`, ...) plus
 //! `KUBERNETES_KEYSTONE_ROOT` (default `/`), the root every written path is under, and
 //! `KUBERNETES_KEYSTONE_HEALTH_TIMEOUT` (seconds to wait for /healthz, default 30).
 
+pub mod apply;
 pub mod hook_tools;
 pub mod hooks;
 pub mod host;
+pub mod machine;
+pub mod observe;
 pub mod options;
 pub mod pki;
+pub mod plan;
 pub mod render;
 pub mod snap;
+pub mod state;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod scenarios;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -60,15 +75,17 @@ pub fn main() -> ExitCode {
         .unwrap_or(30)
         .min(600);
     let tools = JujuTools;
+    let machine = machine::RealMachine { tools: &tools };
     let ctx = hooks::Ctx {
-        tools: &tools,
-        paths: render::Paths::new(root),
-        charm_dir,
+        env: observe::Env {
+            paths: render::Paths::new(root),
+            charm_dir,
+            health_timeout: Duration::from_secs(health_timeout),
+        },
         event: event.clone(),
-        health_timeout: Duration::from_secs(health_timeout),
     };
     tracing::debug!(event = %event, "kubernetes-keystone hook");
-    match hooks::run(&ctx) {
+    match hooks::run(&machine, &ctx) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let msg = format!("{event} hook failed: {e:#}");

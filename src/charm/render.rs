@@ -21,7 +21,7 @@ pub const APISERVER_SNAP: &str = "kube-apiserver";
 pub const APISERVER_UNIT: &str = "snap.kube-apiserver.daemon";
 
 /// Every path the charm writes, under one root (`KUBERNETES_KEYSTONE_ROOT`, default `/`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
     /// The root everything is under.
     pub root: PathBuf,
