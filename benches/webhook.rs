@@ -11,14 +11,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kubernetes_keystone::cache::{Key, Lifetime, TokenCache};
-use kubernetes_keystone::config::CacheConfig;
-use kubernetes_keystone::identity::{Identity, UsernameFormat};
-use kubernetes_keystone::keystone::{AuthRequest, ClientSettings, KeystoneClient, normalize_url};
-use kubernetes_keystone::metrics::Metrics;
-use kubernetes_keystone::policy::{Attributes, Policy, Request};
-use kubernetes_keystone::secret::Secret;
-use kubernetes_keystone::webhook::authn::Authenticator;
+use kk_core::keystone::{AuthRequest, ClientSettings, KeystoneClient, normalize_url};
+use kk_core::metrics::Metrics;
+use kk_core::secret::Secret;
+use kk_policy::{Attributes, Policy, Request};
+use kk_webhook::authn::Authenticator;
+use kk_webhook::cache::{Key, Lifetime, TokenCache};
+use kk_webhook::config::CacheConfig;
+use kk_webhook::identity::{Identity, UsernameFormat};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -100,7 +100,7 @@ async fn main() {
         eprintln!("KS_URL is not set: run benches/run, which starts and seeds Keystone");
         std::process::exit(2);
     };
-    kubernetes_keystone::tls::install_crypto_provider();
+    kk_core::tls::install_crypto_provider();
     if cfg!(debug_assertions) {
         println!(
             "(debug build, as run by `cargo test --all-targets`: a smoke run; figures come from `benches/run`)\n"
@@ -207,8 +207,7 @@ async fn main() {
         policy.len()
     );
 
-    let cache: TokenCache<kubernetes_keystone::webhook::authn::Outcome> =
-        TokenCache::new(100_000, None);
+    let cache: TokenCache<kk_webhook::authn::Outcome> = TokenCache::new(100_000, None);
     let before = rss_kib();
     let entries = 20_000;
     for i in 0..entries {
@@ -225,8 +224,7 @@ async fn main() {
             application_credential_id: Some(format!("{i:032x}")),
             access_rules: Vec::new(),
         };
-        let outcome =
-            kubernetes_keystone::webhook::authn::Outcome::Authenticated(Arc::new(identity));
+        let outcome = kk_webhook::authn::Outcome::Authenticated(Arc::new(identity));
         cache
             .get_or_compute(
                 Key::of(&Secret::new(format!("token-{i}"))),

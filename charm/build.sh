@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-kubernetes-keystone.charm}
 if [ -z "${HOOK_BIN:-}" ] || [ -z "${SERVICE_BIN:-}" ]; then
-  cargo build --release --locked --bin kubernetes-keystone-hook --bin k8s-keystone-auth >&2
+  cargo build --release --locked -p kk-charm --bin kubernetes-keystone-hook -p kk-webhook --bin k8s-keystone-auth >&2
 fi
 HOOK_BIN=${HOOK_BIN:-target/release/kubernetes-keystone-hook}
 SERVICE_BIN=${SERVICE_BIN:-target/release/k8s-keystone-auth}

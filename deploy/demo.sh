@@ -24,7 +24,7 @@ echo "Keystone: $KS_URL"
 echo "User alice (domain k8s) on project team-a; her application credential 'kubectl-ro' carries only the role k8s-viewer."
 
 say "2. Build k8s-keystone-auth and kubectl-keystone-auth"
-cargo build --quiet --locked --bins
+cargo build --quiet --locked --workspace --bins
 PLUGIN=$PWD/target/debug/kubectl-keystone-auth
 
 say "3. The control plane: k8s-keystone-auth, etcd and kube-apiserver (first run builds them, ~15 min)"

@@ -28,7 +28,7 @@ impl Drop for Binary {
 
 impl Binary {
     async fn start(keystone_url: &str, extra_toml: &str) -> Self {
-        kubernetes_keystone::tls::install_crypto_provider();
+        kk_core::tls::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -44,7 +44,7 @@ impl Binary {
         )
         .unwrap();
         let log = dir.path().join("stderr.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_k8s-keystone-auth"));
+        let mut cmd = Command::new(crate::bins::bin("k8s-keystone-auth"));
         // Only the file configures it, whatever the caller's shell exports.
         for var in [
             "RUST_LOG",

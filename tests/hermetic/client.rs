@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use kubernetes_keystone::keystone::{
+use kk_core::keystone::{
     AuthRequest, ClientSettings, KeystoneClient, KeystoneError, normalize_url,
 };
-use kubernetes_keystone::secret::Secret;
+use kk_core::secret::Secret;
 use serde_json::json;
 use warp::http::Method;
 

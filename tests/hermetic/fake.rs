@@ -200,7 +200,7 @@ pub const VALIDATE: &str = "/v3/auth/tokens";
 
 /// An RFC 3339 time `secs` from now, as Keystone writes it.
 pub fn in_secs(secs: u64) -> String {
-    kubernetes_keystone::timefmt::format_rfc3339(SystemTime::now() + Duration::from_secs(secs))
+    kk_core::timefmt::format_rfc3339(SystemTime::now() + Duration::from_secs(secs))
 }
 
 /// A project-scoped token body for alice (the answer to a validation).

@@ -16,6 +16,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../bins.rs"]
+mod bins;
 mod fake;
 mod support;
 

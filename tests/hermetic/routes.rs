@@ -270,7 +270,7 @@ impl Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(kubernetes_keystone::webhook::serve(
+        let task = tokio::spawn(kk_webhook::serve(
             listener,
             svc.state.clone(),
             None,

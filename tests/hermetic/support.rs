@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubernetes_keystone::config::{CacheConfig, Config, KeystoneConfig};
-use kubernetes_keystone::keystone::AuthRequest;
-use kubernetes_keystone::metrics::Metrics;
-use kubernetes_keystone::webhook::{State, filters};
+use kk_core::keystone::AuthRequest;
+use kk_core::metrics::Metrics;
+use kk_webhook::config::{CacheConfig, Config, KeystoneConfig};
+use kk_webhook::{State, filters};
 use serde_json::{Value, json};
 
 /// What differs between the tests' services.
@@ -43,6 +43,8 @@ pub const ALLOW_ALL: &str = r#"[{"resource_permissions": {"*/*": ["*"]}, "nonres
 
 impl Svc {
     pub fn new(s: Settings) -> Self {
+        // What the binary's `main` does first: the Keystone client's reqwest uses it.
+        kk_core::tls::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let policy = dir.path().join("policy.json");
         std::fs::write(&policy, s.policy.as_deref().unwrap_or(ALLOW_ALL)).unwrap();
@@ -50,7 +52,7 @@ impl Svc {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls: None,
             keystone: KeystoneConfig {
-                url: kubernetes_keystone::keystone::normalize_url(&s.keystone_url).unwrap(),
+                url: kk_core::keystone::normalize_url(&s.keystone_url).unwrap(),
                 ca_file: None,
                 timeout: s.timeout,
                 connect_timeout: s.timeout,

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-keystone-auth");
+static PLUGIN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::bins::bin("kubectl-keystone-auth"));
 
 /// One kube-apiserver of the bed.
 pub struct Bed {
@@ -77,7 +78,7 @@ impl Bed {
         let kc = sb.path("kubeconfig");
         let run = sb
             .run(
-                PLUGIN,
+                PLUGIN.as_str(),
                 &[
                     "kubeconfig",
                     "--server",
@@ -85,7 +86,7 @@ impl Bed {
                     "--certificate-authority",
                     self.ca_file.to_str().unwrap(),
                     "--command",
-                    PLUGIN,
+                    PLUGIN.as_str(),
                     "--cluster-name",
                     &format!("bed-{}", self.version),
                     "--output",
@@ -512,7 +513,7 @@ async fn invalid_tokens_wrong_secrets_and_deleted_credentials_are_refused(versio
     // Deleted: the cached token dies with the credential once the caches let go (see the
     // revocation test for the bound); without the plugin's cache the plugin itself refuses.
     ks.delete_alice_app_cred(&id).await;
-    let cleared = sb.run(PLUGIN, &["clear-cache"], &[]).await;
+    let cleared = sb.run(PLUGIN.as_str(), &["clear-cache"], &[]).await;
     assert_eq!(cleared.code, Some(0), "{}", cleared.stderr);
     let run = sb.as_user(&kc, &["get", "--raw", "/api"]).await;
     assert_ne!(run.code, Some(0));

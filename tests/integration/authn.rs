@@ -392,7 +392,7 @@ async fn expired_credential_and_cache_bounded_by_expiry() {
     .await;
     let expires = std::time::SystemTime::now() + Duration::from_secs(4);
     let name = format!("expiring-{}", free_port());
-    let stamp = kubernetes_keystone::timefmt::format_rfc3339(expires);
+    let stamp = kk_core::timefmt::format_rfc3339(expires);
     let (id, secret) = ks
         .create_alice_app_cred(&name, json!({"expires_at": stamp}))
         .await;

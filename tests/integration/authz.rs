@@ -254,7 +254,7 @@ async fn invalid_policy_at_start_up_stops_the_service() {
         r#"[{"resource": {"verbs": ["get"]}}]"#,
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_k8s-keystone-auth"))
+    let out = std::process::Command::new(crate::bins::bin("k8s-keystone-auth"))
         .args([
             "--keystone-url",
             "http://127.0.0.1:1/v3",

@@ -22,8 +22,10 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const HOOK_BIN: &str = env!("CARGO_BIN_EXE_kubernetes-keystone-hook");
-const SERVICE_BIN: &str = env!("CARGO_BIN_EXE_k8s-keystone-auth");
+static HOOK_BIN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::bins::bin("kubernetes-keystone-hook"));
+static SERVICE_BIN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::bins::bin("k8s-keystone-auth"));
 const ENDPOINT: &str = "kubernetes-master";
 
 /// The flags the charm manages on kube-apiserver.
@@ -110,8 +112,13 @@ impl Unit {
             let target = std::fs::read_link(e.path()).unwrap();
             std::os::unix::fs::symlink(target, charm.join("hooks").join(e.file_name())).unwrap();
         }
-        std::os::unix::fs::symlink(HOOK_BIN, charm.join("bin/kubernetes-keystone-hook")).unwrap();
-        std::os::unix::fs::symlink(SERVICE_BIN, charm.join("bin/k8s-keystone-auth")).unwrap();
+        std::os::unix::fs::symlink(
+            HOOK_BIN.as_str(),
+            charm.join("bin/kubernetes-keystone-hook"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(SERVICE_BIN.as_str(), charm.join("bin/k8s-keystone-auth"))
+            .unwrap();
         let mut options = declared_options();
         options.insert("keystone-url".into(), json!(keystone_url()));
         for (k, v) in config.as_object().unwrap() {
@@ -325,9 +332,7 @@ impl Unit {
             SnapStyle::PerFlag => c
                 .get(key)
                 .map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string())),
-            SnapStyle::Args => {
-                kubernetes_keystone::charm::snap::args_get(c["args"].as_str().unwrap(), key)
-            }
+            SnapStyle::Args => kk_charm::snap::args_get(c["args"].as_str().unwrap(), key),
         }
     }
 
@@ -473,7 +478,7 @@ fn healthz_through_kubeconfig(u: &Unit, name: &str) -> String {
         .build()
         .unwrap();
     rt.block_on(async {
-        kubernetes_keystone::tls::install_crypto_provider();
+        kk_core::tls::install_crypto_provider();
         let c = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
             .timeout(Duration::from_secs(10))
@@ -496,7 +501,7 @@ fn the_whole_life(style: SnapStyle) {
         m.contains(&format!("port {port}")) && m.contains("Node,RBAC,Webhook"),
         "{m}"
     );
-    assert_eq!(u.load("juju.json")["version"], kubernetes_keystone::VERSION);
+    assert_eq!(u.load("juju.json")["version"], kk_core::VERSION);
     // Files, with tight modes.
     let conf_dir = u.path("/etc/kubernetes-keystone");
     assert_eq!(u.mode(&conf_dir), 0o750);
@@ -519,7 +524,7 @@ fn the_whole_life(style: SnapStyle) {
     );
     assert_eq!(
         std::fs::read(u.path("/opt/kubernetes-keystone/bin/k8s-keystone-auth")).unwrap(),
-        std::fs::read(SERVICE_BIN).unwrap()
+        std::fs::read(SERVICE_BIN.as_str()).unwrap()
     );
     let config = std::fs::read_to_string(u.conf("config.toml")).unwrap();
     assert!(
@@ -915,7 +920,7 @@ fn charm_archive_has_every_file_with_its_mode() {
     let status = Command::new("bash")
         .arg(Path::new(REPO).join("charm/build.sh"))
         .arg(&out)
-        .env("HOOK_BIN", HOOK_BIN)
+        .env("HOOK_BIN", HOOK_BIN.as_str())
         .env("SERVICE_BIN", &service_bin)
         .stdout(Stdio::null())
         .status()

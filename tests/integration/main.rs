@@ -14,6 +14,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../bins.rs"]
+mod bins;
 mod support;
 
 mod apiserver;

@@ -76,11 +76,11 @@ fn manifests_run_the_service_on_every_control_plane_node() {
         .iter()
         .map(|a| a.as_str().unwrap().to_string())
         .collect();
-    let parsed = kubernetes_keystone::config::cli::ServerArgs::try_parse_from(
+    let parsed = kk_webhook::config::cli::ServerArgs::try_parse_from(
         std::iter::once("k8s-keystone-auth".to_string()).chain(args.iter().cloned()),
     )
     .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    let config = kubernetes_keystone::config::load(&parsed, &|_| false).unwrap();
+    let config = kk_webhook::config::load(&parsed, &|_| false).unwrap();
     assert_eq!(config.listen.port(), 8443);
     // Every file the arguments name is in a mounted volume; the Secret and ConfigMap exist.
     let mounts: Vec<(&str, &str)> = c["volumeMounts"]
@@ -114,7 +114,7 @@ fn manifests_run_the_service_on_every_control_plane_node() {
                 .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == cm["name"])
                 .unwrap();
             let policy = map["data"][key].as_str().unwrap();
-            kubernetes_keystone::policy::Policy::parse(policy).unwrap();
+            kk_policy::Policy::parse(policy).unwrap();
         } else {
             assert_eq!(v["secret"]["secretName"], "keystone-auth-certs");
             assert!(["tls.crt", "tls.key"].contains(&key));

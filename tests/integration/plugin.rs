@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-keystone-auth");
+static PLUGIN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::bins::bin("kubectl-keystone-auth"));
 const TOKENS: &str = "\"POST /v3/auth/tokens";
 const V1: &str = "client.authentication.k8s.io/v1";
 const V1BETA1: &str = "client.authentication.k8s.io/v1beta1";
@@ -147,7 +148,7 @@ impl Sandbox {
     }
 
     async fn plugin(&self, args: &[&str], env: &[(&str, String)]) -> Run {
-        self.run_program(PLUGIN, args, env).await
+        self.run_program(PLUGIN.as_str(), args, env).await
     }
 }
 
@@ -327,7 +328,7 @@ async fn kubectl_with_a_generated_kubeconfig_works_until_the_credential_is_delet
                 "--certificate-authority",
                 &ca,
                 "--command",
-                PLUGIN,
+                PLUGIN.as_str(),
                 "--cluster-name",
                 "garr",
                 "--namespace",
@@ -470,8 +471,7 @@ async fn eight_parallel_runs_make_one_keystone_request_and_renewal_happens_near_
     // A credential that expires in 3 minutes: Keystone caps its tokens' expiry, so the token is
     // always within the default 5-minute margin and every run renews it.
     let ks = Keystone::get();
-    let expires =
-        kubernetes_keystone::timefmt::format_rfc3339(SystemTime::now() + Duration::from_secs(180));
+    let expires = kk_core::timefmt::format_rfc3339(SystemTime::now() + Duration::from_secs(180));
     let (id, secret) = ks
         .create_alice_app_cred(&unique("plugin-short"), json!({"expires_at": expires}))
         .await;
@@ -486,7 +486,7 @@ async fn eight_parallel_runs_make_one_keystone_request_and_renewal_happens_near_
         .as_str()
         .unwrap()
         .to_string();
-    let exp_t = kubernetes_keystone::timefmt::parse_rfc3339(&exp).unwrap();
+    let exp_t = kk_core::timefmt::parse_rfc3339(&exp).unwrap();
     assert!(
         exp_t <= SystemTime::now() + Duration::from_secs(181),
         "token expiry {exp} is capped by the credential's"
@@ -510,10 +510,8 @@ async fn exec_info_versions_are_answered_in_kind() {
     env.push(exec_info(V1));
     let v1 = sb.plugin(&[], &env).await.credential();
     assert_eq!(v1["apiVersion"], V1);
-    let t = kubernetes_keystone::timefmt::parse_rfc3339(
-        v1["status"]["expirationTimestamp"].as_str().unwrap(),
-    )
-    .unwrap();
+    let t = kk_core::timefmt::parse_rfc3339(v1["status"]["expirationTimestamp"].as_str().unwrap())
+        .unwrap();
     assert!(
         t > SystemTime::now() + Duration::from_secs(600),
         "expiry comes from Keystone's expires_at"
@@ -925,7 +923,7 @@ async fn minted_credential_from_a_session_token_works_with_kubectl() {
                 "--certificate-authority",
                 &ca,
                 "--command",
-                PLUGIN,
+                PLUGIN.as_str(),
                 "--create-application-credential",
                 &name,
                 "--role",
@@ -1144,7 +1142,10 @@ async fn merge_keeps_existing_entries() {
 
 /// Runs the plugin on a pseudo-terminal (util-linux `script`), typing `answer` a second later.
 async fn on_a_terminal(sb: &Sandbox, answer: &str, env: &[(&str, String)]) -> Run {
-    let shell = format!("(sleep 1; printf '%s\\n' \"$ANSWER\") | script -qec '{PLUGIN}' /dev/null");
+    let shell = format!(
+        "(sleep 1; printf '%s\\n' \"$ANSWER\") | script -qec '{plugin}' /dev/null",
+        plugin = PLUGIN.as_str()
+    );
     let mut env = env.to_vec();
     env.push(("ANSWER", answer.to_string()));
     sb.run_program("bash", &["-c", &shell], &env).await
@@ -1431,7 +1432,7 @@ async fn a_stray_os_cloud_or_openrc_in_the_shell_does_not_break_a_generated_kube
                 "--certificate-authority",
                 &ca,
                 "--command",
-                PLUGIN,
+                PLUGIN.as_str(),
                 "--output",
                 kc_s,
             ],
@@ -1831,8 +1832,9 @@ async fn kubectl_with_a_wrong_password_makes_one_password_attempt() {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\necho run >> '{}'\nexec '{PLUGIN}' \"$@\"\n",
-            runs.display()
+            "#!/bin/sh\necho run >> '{}'\nexec '{plugin}' \"$@\"\n",
+            runs.display(),
+            plugin = PLUGIN.as_str()
         ),
     )
     .unwrap();

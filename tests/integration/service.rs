@@ -250,7 +250,7 @@ async fn no_token_appears_in_any_log_even_at_trace_level() {
 }
 
 fn run_binary(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_k8s-keystone-auth"))
+    std::process::Command::new(crate::bins::bin("k8s-keystone-auth"))
         .args(args)
         .env_remove("OS_AUTH_URL")
         .env_remove("TLS_CERT_FILE")
@@ -372,7 +372,7 @@ fn sync_config_is_validated_at_start_up() {
 #[tokio::test]
 async fn insecure_http_is_explicit_and_warns() {
     let port = free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_k8s-keystone-auth"))
+    let mut child = std::process::Command::new(crate::bins::bin("k8s-keystone-auth"))
         .args([
             "--keystone-url",
             "http://127.0.0.1:9/v3",

@@ -54,7 +54,7 @@ pub struct Keystone {
 
 impl Keystone {
     pub fn get() -> Self {
-        kubernetes_keystone::tls::install_crypto_provider();
+        kk_core::tls::install_crypto_provider();
         Self {
             url: env("KS_URL"),
             http: reqwest::Client::builder()
@@ -344,7 +344,7 @@ impl Default for Options {
 
 impl Service {
     pub async fn start(opts: Options) -> Self {
-        kubernetes_keystone::tls::install_crypto_provider();
+        kk_core::tls::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new("server");
         pki.write_server(dir.path());
@@ -376,7 +376,7 @@ impl Service {
         toml.push_str(&opts.toml);
         std::fs::write(dir.path().join("config.toml"), &toml).unwrap();
         let log = log_dir().join(format!("service-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_k8s-keystone-auth"))
+        let child = Command::new(crate::bins::bin("k8s-keystone-auth"))
             .arg("--config")
             .arg(dir.path().join("config.toml"))
             .args(&opts.args)

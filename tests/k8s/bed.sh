@@ -53,7 +53,7 @@ down() {
 
 up() {
   [ -n "${KS_URL:-}" ] || die "KS_URL is not set: start Keystone first (tests/keystone/up.sh prints it)"
-  [ -x "$BED_SERVICE_BIN" ] || die "BED_SERVICE_BIN=$BED_SERVICE_BIN is not an executable: run cargo build --bins first"
+  [ -x "$BED_SERVICE_BIN" ] || die "BED_SERVICE_BIN=$BED_SERVICE_BIN is not an executable: run cargo build -p kk-webhook --bin k8s-keystone-auth first"
   [ -r "$BED_POLICY" ] || die "BED_POLICY=$BED_POLICY: no such file"
   mkdir -p "$svc"; chmod 700 "$BED_DIR" "$svc"
   cd "$svc"

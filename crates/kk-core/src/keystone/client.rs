@@ -1,0 +1,839 @@
+//! The HTTP side of the Keystone client.
+//!
+//! Requests sent (base URL `https://keystone:5000/v3`):
+//!
+//! ```text
+//! GET  /v3/auth/tokens?nocatalog          X-Auth-Token: <caller>  X-Subject-Token: <token>
+//!                                         OpenStack-Identity-Access-Rules: 1.0
+//! GET  /v3/users/{user_id}/groups         X-Auth-Token: <caller>
+//! POST /v3/auth/tokens?nocatalog          {"auth":{"identity":{"methods":["application_credential"],
+//!                                           "application_credential":{"id":"..","secret":".."}}}}
+//! ```
+//!
+//! The caller of a validation is the token itself (Keystone lets a token validate itself and
+//! list its own user's groups), or, when configured, a service identity's token, renewed before
+//! it expires and once more when Keystone says it is no longer valid.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::{Method, StatusCode, Url};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::error::KeystoneError;
+use super::types::{
+    CreatedApplicationCredential, CreatedEnvelope, ErrorEnvelope, GroupsPage, Token, TokenEnvelope,
+};
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+use crate::timefmt::parse_rfc3339;
+
+/// Largest Keystone answer read (tokens are fetched with `?nocatalog`, so they are small).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Most pages of groups followed for one user.
+const MAX_GROUP_PAGES: usize = 50;
+/// A service token is renewed this long before it expires.
+const SERVICE_TOKEN_MARGIN: Duration = Duration::from_secs(120);
+
+/// How to reach Keystone.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// The v3 base URL, as returned by [`normalize_url`].
+    pub url: Url,
+    /// CA bundle (PEM) that signs Keystone's certificate; `None` means the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) presented to Keystone, if it asks for one.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+    /// Limit for a whole request, connection included.
+    pub timeout: Duration,
+    /// Limit for establishing a connection.
+    pub connect_timeout: Duration,
+    /// `User-Agent` header.
+    pub user_agent: String,
+    /// A service identity used as the caller of validations; `None`: tokens validate themselves.
+    pub service_auth: Option<AuthRequest>,
+}
+
+/// A user, by id or by name within a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    /// By id.
+    Id(String),
+    /// By name, in the domain given by id or name.
+    Name {
+        /// User name.
+        name: String,
+        /// Domain id (preferred) ...
+        domain_id: Option<String>,
+        /// ... or domain name.
+        domain_name: Option<String>,
+    },
+}
+
+/// What a token is scoped to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// A project by id.
+    ProjectId(String),
+    /// A project by name within a domain (by id or by name).
+    ProjectName {
+        /// Project name.
+        name: String,
+        /// Domain id (preferred) ...
+        domain_id: Option<String>,
+        /// ... or domain name.
+        domain_name: Option<String>,
+    },
+    /// No explicit scope (Keystone uses the user's default project, if any).
+    Unscoped,
+}
+
+/// Credentials for `POST /v3/auth/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthRequest {
+    /// An application credential, by id, or by name plus its user.
+    ApplicationCredential {
+        /// Credential id (enough on its own with the secret).
+        id: Option<String>,
+        /// Credential name (needs `user`).
+        name: Option<String>,
+        /// The owner, when the credential is named.
+        user: Option<UserRef>,
+        /// The secret.
+        secret: Secret,
+    },
+    /// User name or id and password.
+    Password {
+        /// Who.
+        user: UserRef,
+        /// Password.
+        password: Secret,
+        /// Scope asked for.
+        scope: Scope,
+    },
+    /// An existing token (for example a federated user's session token), rescoped.
+    Token {
+        /// The token.
+        token: Secret,
+        /// Scope asked for.
+        scope: Scope,
+    },
+}
+
+impl AuthRequest {
+    /// The JSON body of `POST /v3/auth/tokens`. This is the one place where secrets are put into
+    /// a request body.
+    pub fn to_body(&self) -> Value {
+        fn domain(id: &Option<String>, name: &Option<String>) -> Value {
+            match (id, name) {
+                (Some(id), _) => json!({ "id": id }),
+                (None, Some(name)) => json!({ "name": name }),
+                (None, None) => json!({ "id": "default" }),
+            }
+        }
+        fn user(u: &UserRef) -> serde_json::Map<String, Value> {
+            let mut m = serde_json::Map::new();
+            match u {
+                UserRef::Id(id) => {
+                    m.insert("id".into(), json!(id));
+                }
+                UserRef::Name {
+                    name,
+                    domain_id,
+                    domain_name,
+                } => {
+                    m.insert("name".into(), json!(name));
+                    m.insert("domain".into(), domain(domain_id, domain_name));
+                }
+            }
+            m
+        }
+        fn scope(s: &Scope) -> Option<Value> {
+            match s {
+                Scope::ProjectId(id) => Some(json!({ "project": { "id": id } })),
+                Scope::ProjectName {
+                    name,
+                    domain_id,
+                    domain_name,
+                } => Some(
+                    json!({ "project": { "name": name, "domain": domain(domain_id, domain_name) } }),
+                ),
+                Scope::Unscoped => None,
+            }
+        }
+        let (identity, scope) = match self {
+            AuthRequest::ApplicationCredential {
+                id,
+                name,
+                user: u,
+                secret,
+            } => {
+                let mut ac = serde_json::Map::new();
+                if let Some(id) = id {
+                    ac.insert("id".into(), json!(id));
+                } else {
+                    if let Some(name) = name {
+                        ac.insert("name".into(), json!(name));
+                    }
+                    if let Some(u) = u {
+                        ac.insert("user".into(), Value::Object(user(u)));
+                    }
+                }
+                ac.insert("secret".into(), json!(secret.expose()));
+                (
+                    json!({ "methods": ["application_credential"], "application_credential": ac }),
+                    None,
+                )
+            }
+            AuthRequest::Password {
+                user: u,
+                password,
+                scope: s,
+            } => {
+                let mut m = user(u);
+                m.insert("password".into(), json!(password.expose()));
+                (
+                    json!({ "methods": ["password"], "password": { "user": m } }),
+                    scope(s),
+                )
+            }
+            AuthRequest::Token { token, scope: s } => (
+                json!({ "methods": ["token"], "token": { "id": token.expose() } }),
+                scope(s),
+            ),
+        };
+        let mut auth = json!({ "identity": identity });
+        if let (Some(scope), Some(obj)) = (scope, auth.as_object_mut()) {
+            obj.insert("scope".into(), scope);
+        }
+        json!({ "auth": auth })
+    }
+}
+
+/// What `POST /v3/users/{id}/application_credentials` is asked to create.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewApplicationCredential {
+    /// Name, unique per user.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Expiry (RFC 3339); `None`: never.
+    pub expires_at: Option<String>,
+    /// Role names, a subset of the token's roles; empty: all of them.
+    pub roles: Vec<String>,
+}
+
+impl NewApplicationCredential {
+    /// The JSON body (no secret: Keystone generates it).
+    pub fn to_body(&self) -> Value {
+        let mut ac = serde_json::Map::new();
+        ac.insert("name".into(), json!(self.name));
+        if let Some(d) = &self.description {
+            ac.insert("description".into(), json!(d));
+        }
+        if let Some(e) = &self.expires_at {
+            ac.insert("expires_at".into(), json!(e));
+        }
+        if !self.roles.is_empty() {
+            let roles: Vec<Value> = self.roles.iter().map(|r| json!({ "name": r })).collect();
+            ac.insert("roles".into(), Value::Array(roles));
+        }
+        json!({ "application_credential": ac })
+    }
+}
+
+/// Settings of the optional service identity (validations made with its token).
+#[derive(Debug)]
+pub struct ServiceAuth {
+    request: AuthRequest,
+    cached: Mutex<Option<(Secret, SystemTime)>>,
+}
+
+/// A Keystone v3 client. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct KeystoneClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    timeout: Duration,
+    service: Option<ServiceAuth>,
+    metrics: Option<Arc<Metrics>>,
+    last_answer: std::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for KeystoneClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeystoneClient")
+            .field("base", &self.inner.base.as_str())
+            .finish()
+    }
+}
+
+/// Turns what a user writes (`https://ks:5000`, `https://ks:5000/v3/`, `https://h/identity`)
+/// into the v3 base URL without a trailing slash (`https://ks:5000/v3`).
+pub fn normalize_url(raw: &str) -> Result<Url, String> {
+    let raw = raw.trim();
+    let shown = crate::urls::redact_url(raw);
+    if raw.is_empty() {
+        return Err("is empty".into());
+    }
+    let mut url = Url::parse(raw).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{shown:?} must start with https:// or http://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{shown:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry a user name or password".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        // The query may carry a secret: do not echo it.
+        return Err("must not have a query or fragment".into());
+    }
+    let mut path = url.path().trim_end_matches('/').to_string();
+    if let Some(stripped) = path.strip_suffix("/v2.0") {
+        path = stripped.to_string();
+    }
+    if !path.ends_with("/v3") {
+        path.push_str("/v3");
+    }
+    url.set_path(&path);
+    Ok(url)
+}
+
+impl KeystoneClient {
+    /// Builds a client. Reads the CA and client identity files named in `settings`.
+    pub fn new(settings: &ClientSettings, metrics: Option<Arc<Metrics>>) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let mut builder = reqwest::Client::builder()
+            .user_agent(settings.user_agent.clone())
+            .timeout(settings.timeout)
+            .connect_timeout(settings.connect_timeout)
+            .pool_max_idle_per_host(32)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(ca) = &settings.ca_file {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("cannot read Keystone CA file {}", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("invalid PEM in Keystone CA file {}", ca.display()))?;
+            if certs.is_empty() {
+                anyhow::bail!("no certificate found in Keystone CA file {}", ca.display());
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        if let Some((cert, key)) = &settings.client_identity {
+            let mut pem = std::fs::read(cert)
+                .with_context(|| format!("cannot read client certificate {}", cert.display()))?;
+            pem.push(b'\n');
+            pem.extend(
+                std::fs::read(key)
+                    .with_context(|| format!("cannot read client key {}", key.display()))?,
+            );
+            let id = reqwest::Identity::from_pem(&pem).with_context(|| {
+                format!(
+                    "invalid client certificate/key {} / {}",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+            builder = builder.identity(id);
+        }
+        let http = builder
+            .build()
+            .context("cannot build the Keystone HTTP client")?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base: settings.url.clone(),
+                timeout: settings.timeout,
+                service: settings.service_auth.clone().map(|request| ServiceAuth {
+                    request,
+                    cached: Mutex::new(None),
+                }),
+                metrics,
+                last_answer: std::sync::Mutex::new(None),
+            }),
+        })
+    }
+
+    /// When Keystone last answered anything (even a refusal); `None` if never.
+    pub fn last_answer(&self) -> Option<Instant> {
+        self.inner.last_answer.lock().ok().and_then(|g| *g)
+    }
+
+    fn endpoint(&self, segments: &[&str]) -> Url {
+        let mut url = self.inner.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    fn record(&self, call: &'static str, outcome: &'static str) {
+        if let Some(m) = &self.inner.metrics {
+            m.inc(
+                "k8s_keystone_auth_keystone_requests_total",
+                &[("call", call), ("outcome", outcome)],
+            );
+        }
+    }
+
+    /// Sends one request, maps transport failures, reads the body (bounded).
+    async fn send(
+        &self,
+        call: &'static str,
+        method: Method,
+        url: Url,
+        headers: &[(&'static str, &str)],
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), KeystoneError> {
+        let shown = url.as_str().to_string();
+        let mut req = self
+            .inner
+            .http
+            .request(method, url)
+            .header("Accept", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let map_err = |e: reqwest::Error| {
+            if e.is_timeout() {
+                KeystoneError::Timeout {
+                    url: shown.clone(),
+                    timeout: self.inner.timeout,
+                }
+            } else if e.is_builder() || e.is_request() && e.status().is_none() && !e.is_connect() {
+                // e.g. a header value that is not valid: the token itself is malformed.
+                KeystoneError::Protocol {
+                    call,
+                    detail: "request could not be built".into(),
+                }
+            } else {
+                KeystoneError::Unreachable {
+                    url: shown.clone(),
+                    source: e.without_url(),
+                }
+            }
+        };
+        let result = async {
+            let mut resp = req.send().await.map_err(map_err)?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let mut buf = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(map_err)? {
+                if buf.len() + chunk.len() > MAX_BODY {
+                    return Err(KeystoneError::Protocol {
+                        call,
+                        detail: format!("answer larger than {MAX_BODY} bytes"),
+                    });
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok((status, headers, buf))
+        }
+        .await;
+        match &result {
+            Ok((status, _, _)) => {
+                if let Ok(mut g) = self.inner.last_answer.lock()
+                    && !status.is_server_error()
+                {
+                    *g = Some(Instant::now());
+                }
+                let outcome = match status.as_u16() {
+                    200..=299 => "ok",
+                    401 => "401",
+                    403 => "403",
+                    404 => "404",
+                    400..=499 => "4xx",
+                    _ => "5xx",
+                };
+                self.record(call, outcome);
+            }
+            Err(e) => self.record(call, e.outcome()),
+        }
+        result
+    }
+
+    fn error_message(body: &[u8]) -> String {
+        let msg = serde_json::from_slice::<ErrorEnvelope>(body)
+            .map(|e| e.error.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+        msg.chars().take(200).collect()
+    }
+
+    /// The caller token for validations: the service identity's, or the subject itself.
+    async fn caller_token(&self, subject: &Secret) -> Result<Secret, KeystoneError> {
+        let Some(service) = &self.inner.service else {
+            return Ok(subject.clone());
+        };
+        let mut cached = service.cached.lock().await;
+        if let Some((token, expires)) = cached.as_ref()
+            && SystemTime::now() + SERVICE_TOKEN_MARGIN < *expires
+        {
+            return Ok(token.clone());
+        }
+        let (token, body) = self
+            .issue_token(&service.request)
+            .await
+            .map_err(|e| match e {
+                KeystoneError::Unauthorized { status, message } => KeystoneError::Status {
+                    call: "service identity authentication",
+                    status,
+                    message,
+                },
+                other => other,
+            })?;
+        let expires = parse_rfc3339(&body.expires_at)
+            .unwrap_or_else(|_| SystemTime::now() + Duration::from_secs(300));
+        *cached = Some((token.clone(), expires));
+        Ok(token)
+    }
+
+    async fn forget_service_token(&self) {
+        if let Some(service) = &self.inner.service {
+            *service.cached.lock().await = None;
+        }
+    }
+
+    /// Validates `subject` with `GET /v3/auth/tokens?nocatalog`.
+    ///
+    /// `Err(InvalidToken)` means Keystone does not know the token (any more); every other error
+    /// means Keystone could not be asked or gave an answer that decides nothing.
+    pub async fn validate_token(&self, subject: &Secret) -> Result<Token, KeystoneError> {
+        const CALL: &str = "validate token";
+        let mut url = self.endpoint(&["auth", "tokens"]);
+        url.set_query(Some("nocatalog"));
+        for attempt in 0..2 {
+            let caller = self.caller_token(subject).await?;
+            let (status, _, body) = self
+                .send(
+                    CALL,
+                    Method::GET,
+                    url.clone(),
+                    &[
+                        ("X-Auth-Token", caller.expose()),
+                        ("X-Subject-Token", subject.expose()),
+                        ("OpenStack-Identity-Access-Rules", "1.0"),
+                    ],
+                    None,
+                )
+                .await?;
+            match status.as_u16() {
+                200 | 203 => {
+                    return serde_json::from_slice::<TokenEnvelope>(&body)
+                        .map(|e| e.token)
+                        .map_err(|e| KeystoneError::Protocol {
+                            call: CALL,
+                            detail: e.to_string(),
+                        });
+                }
+                404 => return Err(KeystoneError::InvalidToken { status: 404 }),
+                401 if self.inner.service.is_none() => {
+                    return Err(KeystoneError::InvalidToken { status: 401 });
+                }
+                401 if attempt == 0 => self.forget_service_token().await,
+                s => {
+                    return Err(KeystoneError::Status {
+                        call: CALL,
+                        status: s,
+                        message: Self::error_message(&body),
+                    });
+                }
+            }
+        }
+        Err(KeystoneError::Status {
+            call: CALL,
+            status: 401,
+            message: "the service identity's token was refused twice".into(),
+        })
+    }
+
+    /// Whether a service identity is configured.
+    pub fn has_service_identity(&self) -> bool {
+        self.inner.service.is_some()
+    }
+
+    /// Names of the groups of `user_id` (`GET /v3/users/{id}/groups`, every page), asked with the
+    /// service identity's token (`as_service`) or with `subject` itself.
+    pub async fn user_groups(
+        &self,
+        subject: &Secret,
+        user_id: &str,
+        as_service: bool,
+    ) -> Result<Vec<String>, KeystoneError> {
+        const CALL: &str = "list user groups";
+        let caller = if as_service {
+            self.caller_token(subject).await?
+        } else {
+            subject.clone()
+        };
+        let mut url = self.endpoint(&["users", user_id, "groups"]);
+        let mut names = Vec::new();
+        for _ in 0..MAX_GROUP_PAGES {
+            let (status, _, body) = self
+                .send(
+                    CALL,
+                    Method::GET,
+                    url.clone(),
+                    &[("X-Auth-Token", caller.expose())],
+                    None,
+                )
+                .await?;
+            if status != StatusCode::OK {
+                if status == StatusCode::UNAUTHORIZED {
+                    self.forget_service_token().await;
+                }
+                return Err(KeystoneError::Status {
+                    call: CALL,
+                    status: status.as_u16(),
+                    message: Self::error_message(&body),
+                });
+            }
+            let page: GroupsPage =
+                serde_json::from_slice(&body).map_err(|e| KeystoneError::Protocol {
+                    call: CALL,
+                    detail: e.to_string(),
+                })?;
+            names.extend(page.groups.into_iter().map(|g| g.name));
+            match page.links.next.as_deref().map(Url::parse) {
+                None => return Ok(names),
+                Some(Ok(next)) if next.origin() == self.inner.base.origin() => url = next,
+                Some(_) => {
+                    // Never send a token to another origin than the configured Keystone.
+                    return Err(KeystoneError::Protocol {
+                        call: CALL,
+                        detail: "next page link points elsewhere".into(),
+                    });
+                }
+            }
+        }
+        Err(KeystoneError::Protocol {
+            call: CALL,
+            detail: format!("more than {MAX_GROUP_PAGES} pages of groups"),
+        })
+    }
+
+    /// `POST /v3/auth/tokens?nocatalog`: a new token and its body.
+    pub async fn issue_token(&self, auth: &AuthRequest) -> Result<(Secret, Token), KeystoneError> {
+        const CALL: &str = "issue token";
+        let mut url = self.endpoint(&["auth", "tokens"]);
+        url.set_query(Some("nocatalog"));
+        let (status, headers, body) = self
+            .send(CALL, Method::POST, url, &[], Some(&auth.to_body()))
+            .await?;
+        match status.as_u16() {
+            200 | 201 => {
+                let token = headers
+                    .get("X-Subject-Token")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty())
+                    .ok_or(KeystoneError::Protocol {
+                        call: CALL,
+                        detail: "no X-Subject-Token header".into(),
+                    })?;
+                let body = serde_json::from_slice::<TokenEnvelope>(&body).map_err(|e| {
+                    KeystoneError::Protocol {
+                        call: CALL,
+                        detail: e.to_string(),
+                    }
+                })?;
+                Ok((Secret::new(token), body.token))
+            }
+            401 | 404 => Err(KeystoneError::Unauthorized {
+                status: status.as_u16(),
+                message: Self::error_message(&body),
+            }),
+            s => Err(KeystoneError::Status {
+                call: CALL,
+                status: s,
+                message: Self::error_message(&body),
+            }),
+        }
+    }
+
+    /// `POST /v3/users/{user_id}/application_credentials`, authenticated with `token` (a
+    /// password or session token of that user; Keystone refuses tokens of restricted
+    /// application credentials with 403). The answer holds the secret, shown only this once.
+    pub async fn create_application_credential(
+        &self,
+        token: &Secret,
+        user_id: &str,
+        request: &NewApplicationCredential,
+    ) -> Result<CreatedApplicationCredential, KeystoneError> {
+        const CALL: &str = "create application credential";
+        let url = self.endpoint(&["users", user_id, "application_credentials"]);
+        let (status, _, body) = self
+            .send(
+                CALL,
+                Method::POST,
+                url,
+                &[("X-Auth-Token", token.expose())],
+                Some(&request.to_body()),
+            )
+            .await?;
+        match status.as_u16() {
+            201 | 200 => serde_json::from_slice::<CreatedEnvelope>(&body)
+                .map(|e| e.application_credential)
+                .map_err(|e| KeystoneError::Protocol {
+                    call: CALL,
+                    detail: e.to_string(),
+                }),
+            s => Err(KeystoneError::Status {
+                call: CALL,
+                status: s,
+                message: Self::error_message(&body),
+            }),
+        }
+    }
+
+    /// `GET /v3` (no credentials): whether Keystone answers at all.
+    pub async fn probe(&self) -> Result<(), KeystoneError> {
+        let (status, _, body) = self
+            .send("version", Method::GET, self.inner.base.clone(), &[], None)
+            .await?;
+        if status.is_success() || status.is_redirection() {
+            Ok(())
+        } else {
+            Err(KeystoneError::Status {
+                call: "version",
+                status: status.as_u16(),
+                message: Self::error_message(&body),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalized_to_the_v3_base() {
+        for (raw, want) in [
+            ("https://ks:5000", "https://ks:5000/v3"),
+            ("https://ks:5000/", "https://ks:5000/v3"),
+            ("https://ks:5000/v3", "https://ks:5000/v3"),
+            ("https://ks:5000/v3/", "https://ks:5000/v3"),
+            ("http://127.0.0.1/identity", "http://127.0.0.1/identity/v3"),
+            (
+                "http://127.0.0.1/identity/v2.0",
+                "http://127.0.0.1/identity/v3",
+            ),
+        ] {
+            assert_eq!(normalize_url(raw).unwrap().as_str(), want, "{raw}");
+        }
+        for bad in [
+            "",
+            "ks:5000",
+            "ftp://ks/v3",
+            "https://u:p@ks/v3",
+            "https://ks/v3?x=1",
+            "not a url",
+        ] {
+            assert!(normalize_url(bad).is_err(), "{bad}");
+        }
+        let err = normalize_url("https://ks/v3?token=gAAAAAsecret").unwrap_err();
+        assert!(!err.contains("gAAAAAsecret"), "{err}");
+        let err = normalize_url("https://admin:hunter2@ks/v3").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = normalize_url("admin:hunter2@ks:5000").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn auth_bodies_match_keystone_api_ref() {
+        let by_id = AuthRequest::ApplicationCredential {
+            id: Some("ac".into()),
+            name: None,
+            user: None,
+            secret: Secret::new("s"),
+        };
+        assert_eq!(
+            by_id.to_body(),
+            json!({"auth":{"identity":{"methods":["application_credential"],"application_credential":{"id":"ac","secret":"s"}}}})
+        );
+        let by_name = AuthRequest::ApplicationCredential {
+            id: None,
+            name: Some("kubectl".into()),
+            user: Some(UserRef::Name {
+                name: "alice".into(),
+                domain_id: None,
+                domain_name: Some("k8s".into()),
+            }),
+            secret: Secret::new("s"),
+        };
+        assert_eq!(
+            by_name.to_body(),
+            json!({"auth":{"identity":{"methods":["application_credential"],"application_credential":{"name":"kubectl","user":{"name":"alice","domain":{"name":"k8s"}},"secret":"s"}}}})
+        );
+        let pw = AuthRequest::Password {
+            user: UserRef::Name {
+                name: "alice".into(),
+                domain_id: None,
+                domain_name: Some("k8s".into()),
+            },
+            password: Secret::new("pw"),
+            scope: Scope::ProjectName {
+                name: "team-a".into(),
+                domain_id: None,
+                domain_name: Some("k8s".into()),
+            },
+        };
+        assert_eq!(
+            pw.to_body(),
+            json!({"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"alice","domain":{"name":"k8s"},"password":"pw"}}},
+                   "scope":{"project":{"name":"team-a","domain":{"name":"k8s"}}}}})
+        );
+        let tok = AuthRequest::Token {
+            token: Secret::new("t"),
+            scope: Scope::ProjectId("p".into()),
+        };
+        assert_eq!(
+            tok.to_body(),
+            json!({"auth":{"identity":{"methods":["token"],"token":{"id":"t"}},"scope":{"project":{"id":"p"}}}})
+        );
+    }
+
+    #[test]
+    fn new_application_credential_body() {
+        let minimal = NewApplicationCredential {
+            name: "kubectl".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            minimal.to_body(),
+            json!({"application_credential":{"name":"kubectl"}})
+        );
+        let full = NewApplicationCredential {
+            name: "k".into(),
+            description: Some("for kubectl".into()),
+            expires_at: Some("2027-01-01T00:00:00Z".into()),
+            roles: vec!["k8s-viewer".into()],
+        };
+        assert_eq!(
+            full.to_body(),
+            json!({"application_credential":{"name":"k","description":"for kubectl","expires_at":"2027-01-01T00:00:00Z","roles":[{"name":"k8s-viewer"}]}})
+        );
+    }
+
+    #[test]
+    fn debug_of_requests_hides_secrets() {
+        let r = AuthRequest::Token {
+            token: Secret::new("gAAAAAsecret"),
+            scope: Scope::Unscoped,
+        };
+        assert!(!format!("{r:?}").contains("gAAAAAsecret"));
+    }
+}

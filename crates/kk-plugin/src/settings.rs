@@ -1,0 +1,1394 @@
+//! Settings of the plugin: flags, then the openstack client's `OS_*` environment, then the cloud
+//! of `clouds.yaml`/`secure.yaml` named by `OS_CLOUD`, merged into one typed, validated
+//! [`Plan`]. Pure: the caller reads flags, environment and files and hands them over as
+//! [`Layer`]s.
+//!
+//! Settings that belong together are decided as a group by the first layer that sets any of
+//! them: the user (id or name), the project (id or name), the application credential (id or
+//! name), the user's domain and the project's domain (id or name, with the `--domain-*`
+//! defaults of the same layer). So `--project-name` beats `OS_PROJECT_ID`, never the reverse.
+//!
+//! Which flow is used is decided the same way: the first layer that names a type
+//! (`--auth-type`/`OS_AUTH_TYPE`/`auth_type`: `v3applicationcredential`, `password`, `token`) or
+//! holds a credential decides it; without a type, an application-credential setting picks the
+//! application credential, a token the token flow, a user or a password the password flow.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use reqwest::Url;
+use sha2::{Digest, Sha256};
+
+use kk_core::keystone::{AuthRequest, Scope, UserRef, normalize_url};
+use kk_core::secret::Secret;
+
+/// One setting, with its flag, its environment variable and its key in `clouds.yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Field {
+    /// Keystone URL.
+    AuthUrl,
+    /// `v3applicationcredential`, `password` or `token`.
+    AuthType,
+    /// User name.
+    UserName,
+    /// User id.
+    UserId,
+    /// Domain of the user, by name.
+    UserDomainName,
+    /// Domain of the user, by id.
+    UserDomainId,
+    /// Project name.
+    ProjectName,
+    /// Project id.
+    ProjectId,
+    /// Domain of the project, by name.
+    ProjectDomainName,
+    /// Domain of the project, by id.
+    ProjectDomainId,
+    /// Default for both the user's and the project's domain, by name.
+    DomainName,
+    /// Default for both the user's and the project's domain, by id.
+    DomainId,
+    /// Password.
+    Password,
+    /// An existing Keystone token (a federated user's session token).
+    Token,
+    /// Application credential id.
+    AppCredId,
+    /// Application credential name.
+    AppCredName,
+    /// Application credential secret.
+    AppCredSecret,
+    /// CA bundle for Keystone.
+    CaCert,
+    /// Client certificate for Keystone.
+    Cert,
+    /// Client key for Keystone.
+    Key,
+}
+
+impl Field {
+    /// Every field.
+    pub const ALL: [Field; 20] = [
+        Field::AuthUrl,
+        Field::AuthType,
+        Field::UserName,
+        Field::UserId,
+        Field::UserDomainName,
+        Field::UserDomainId,
+        Field::ProjectName,
+        Field::ProjectId,
+        Field::ProjectDomainName,
+        Field::ProjectDomainId,
+        Field::DomainName,
+        Field::DomainId,
+        Field::Password,
+        Field::Token,
+        Field::AppCredId,
+        Field::AppCredName,
+        Field::AppCredSecret,
+        Field::CaCert,
+        Field::Cert,
+        Field::Key,
+    ];
+
+    /// The command-line flag.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Field::AuthUrl => "--keystone-url",
+            Field::AuthType => "--auth-type",
+            Field::UserName => "--user-name",
+            Field::UserId => "--user-id",
+            Field::UserDomainName => "--user-domain-name",
+            Field::UserDomainId => "--user-domain-id",
+            Field::ProjectName => "--project-name",
+            Field::ProjectId => "--project-id",
+            Field::ProjectDomainName => "--project-domain-name",
+            Field::ProjectDomainId => "--project-domain-id",
+            Field::DomainName => "--domain-name",
+            Field::DomainId => "--domain-id",
+            Field::Password => "--password",
+            Field::Token => "--token",
+            Field::AppCredId => "--application-credential-id",
+            Field::AppCredName => "--application-credential-name",
+            Field::AppCredSecret => "--application-credential-secret",
+            Field::CaCert => "--cacert",
+            Field::Cert => "--cert",
+            Field::Key => "--key",
+        }
+    }
+
+    /// The openstack client's environment variable.
+    pub fn var(self) -> &'static str {
+        match self {
+            Field::AuthUrl => "OS_AUTH_URL",
+            Field::AuthType => "OS_AUTH_TYPE",
+            Field::UserName => "OS_USERNAME",
+            Field::UserId => "OS_USER_ID",
+            Field::UserDomainName => "OS_USER_DOMAIN_NAME",
+            Field::UserDomainId => "OS_USER_DOMAIN_ID",
+            Field::ProjectName => "OS_PROJECT_NAME",
+            Field::ProjectId => "OS_PROJECT_ID",
+            Field::ProjectDomainName => "OS_PROJECT_DOMAIN_NAME",
+            Field::ProjectDomainId => "OS_PROJECT_DOMAIN_ID",
+            Field::DomainName => "OS_DOMAIN_NAME",
+            Field::DomainId => "OS_DOMAIN_ID",
+            Field::Password => "OS_PASSWORD",
+            Field::Token => "OS_TOKEN",
+            Field::AppCredId => "OS_APPLICATION_CREDENTIAL_ID",
+            Field::AppCredName => "OS_APPLICATION_CREDENTIAL_NAME",
+            Field::AppCredSecret => "OS_APPLICATION_CREDENTIAL_SECRET",
+            Field::CaCert => "OS_CACERT",
+            Field::Cert => "OS_CERT",
+            Field::Key => "OS_KEY",
+        }
+    }
+
+    /// Its key in a cloud of `clouds.yaml` (under `auth:` unless [`Field::in_auth`] is false).
+    pub fn cloud_key(self) -> &'static str {
+        match self {
+            Field::AuthUrl => "auth_url",
+            Field::AuthType => "auth_type",
+            Field::UserName => "username",
+            Field::UserId => "user_id",
+            Field::UserDomainName => "user_domain_name",
+            Field::UserDomainId => "user_domain_id",
+            Field::ProjectName => "project_name",
+            Field::ProjectId => "project_id",
+            Field::ProjectDomainName => "project_domain_name",
+            Field::ProjectDomainId => "project_domain_id",
+            Field::DomainName => "domain_name",
+            Field::DomainId => "domain_id",
+            Field::Password => "password",
+            Field::Token => "token",
+            Field::AppCredId => "application_credential_id",
+            Field::AppCredName => "application_credential_name",
+            Field::AppCredSecret => "application_credential_secret",
+            Field::CaCert => "cacert",
+            Field::Cert => "cert",
+            Field::Key => "key",
+        }
+    }
+
+    /// Whether the `clouds.yaml` key lives under `auth:`.
+    pub fn in_auth(self) -> bool {
+        !matches!(
+            self,
+            Field::AuthType | Field::CaCert | Field::Cert | Field::Key
+        )
+    }
+
+    /// Whether the value is a secret (never printed, prompted without echo).
+    pub fn is_secret(self) -> bool {
+        matches!(self, Field::Password | Field::Token | Field::AppCredSecret)
+    }
+
+    /// Words for messages and prompts.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Field::AuthUrl => "Keystone URL",
+            Field::AuthType => "authentication type",
+            Field::UserName => "user name",
+            Field::UserId => "user id",
+            Field::UserDomainName => "user domain name",
+            Field::UserDomainId => "user domain id",
+            Field::ProjectName => "project name",
+            Field::ProjectId => "project id",
+            Field::ProjectDomainName => "project domain name",
+            Field::ProjectDomainId => "project domain id",
+            Field::DomainName => "domain name",
+            Field::DomainId => "domain id",
+            Field::Password => "password",
+            Field::Token => "Keystone token",
+            Field::AppCredId => "application credential id",
+            Field::AppCredName => "application credential name",
+            Field::AppCredSecret => "application credential secret",
+            Field::CaCert => "Keystone CA file",
+            Field::Cert => "client certificate file",
+            Field::Key => "client key file",
+        }
+    }
+}
+
+/// Where a layer comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The command line.
+    Flags,
+    /// The `OS_*` environment variables.
+    Environment,
+    /// A cloud of `clouds.yaml` (and `secure.yaml`).
+    Cloud {
+        /// The cloud's name.
+        name: String,
+        /// The file it was read from.
+        file: PathBuf,
+    },
+    /// Typed on the terminal.
+    Prompt,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Flags => f.write_str("the command line"),
+            Origin::Environment => f.write_str("the environment"),
+            Origin::Cloud { name, file } => write!(f, "cloud {name:?} of {}", file.display()),
+            Origin::Prompt => f.write_str("the terminal"),
+        }
+    }
+}
+
+/// Settings from one source. Every value is kept as a [`Secret`] so that a `Debug` of a layer
+/// never shows a password; empty values count as unset.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// Where the values come from.
+    pub origin: Origin,
+    values: BTreeMap<Field, Secret>,
+}
+
+impl Layer {
+    /// An empty layer.
+    pub fn new(origin: Origin) -> Self {
+        Self {
+            origin,
+            values: BTreeMap::new(),
+        }
+    }
+
+    /// Sets a field; empty or blank values are ignored.
+    pub fn set(&mut self, field: Field, value: impl Into<String>) {
+        let value: String = value.into();
+        let value = if field.is_secret() {
+            value
+        } else {
+            value.trim().to_string()
+        };
+        if !value.is_empty() {
+            self.values.insert(field, Secret::new(value));
+        }
+    }
+
+    /// Sets a field if `value` is `Some`.
+    pub fn set_opt(&mut self, field: Field, value: Option<impl Into<String>>) {
+        if let Some(v) = value {
+            self.set(field, v);
+        }
+    }
+
+    /// The value of a field.
+    pub fn get(&self, field: Field) -> Option<&Secret> {
+        self.values.get(&field)
+    }
+
+    /// The environment layer: each field's `OS_*` variable (plus the `OS_AUTH_TOKEN` alias).
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Self {
+        let mut layer = Self::new(Origin::Environment);
+        for f in Field::ALL {
+            layer.set_opt(f, env(f.var()));
+        }
+        if layer.get(Field::Token).is_none() {
+            layer.set_opt(Field::Token, env("OS_AUTH_TOKEN"));
+        }
+        layer
+    }
+
+    fn has_any(&self, fields: &[Field]) -> bool {
+        fields.iter().any(|f| self.values.contains_key(f))
+    }
+}
+
+/// The three flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthType {
+    /// `v3applicationcredential`
+    ApplicationCredential,
+    /// `password`
+    Password,
+    /// `token`
+    Token,
+}
+
+impl AuthType {
+    /// The name the openstack client uses (`OS_AUTH_TYPE`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthType::ApplicationCredential => "v3applicationcredential",
+            AuthType::Password => "password",
+            AuthType::Token => "token",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "v3applicationcredential" | "applicationcredential" | "application_credential" => {
+                Some(AuthType::ApplicationCredential)
+            }
+            "password" | "v3password" => Some(AuthType::Password),
+            "token" | "v3token" => Some(AuthType::Token),
+            _ => None,
+        }
+    }
+}
+
+/// What is wrong with the settings. Errors name the flag and the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// A required setting has no value in any layer.
+    #[error("{}", missing_message(.field, .alternative))]
+    Missing {
+        /// What is missing (the one that would be prompted for).
+        field: Field,
+        /// Another setting that would do instead (a user id instead of a user name).
+        alternative: Option<Field>,
+    },
+    /// A value is not valid.
+    #[error("invalid {} {value:?} (from {origin}, {} / {}): {reason}", .field.describe(), .field.flag(), .field.var())]
+    Invalid {
+        /// Which setting.
+        field: Field,
+        /// The value (never a secret's).
+        value: String,
+        /// Where it came from.
+        origin: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn missing_message(field: &Field, alternative: &Option<Field>) -> String {
+    let mut s = format!(
+        "no {}: give {} or set {}",
+        field.describe(),
+        field.flag(),
+        field.var()
+    );
+    if let Some(a) = alternative {
+        s.push_str(&format!(
+            " (or the {}: {} or {})",
+            a.describe(),
+            a.flag(),
+            a.var()
+        ));
+    }
+    s.push_str(&format!(
+        ", or put auth.{} in the cloud named by OS_CLOUD in clouds.yaml",
+        field.cloud_key()
+    ));
+    s
+}
+
+/// TLS files for talking to Keystone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA bundle.
+    pub cacert: Option<PathBuf>,
+    /// Client certificate and key.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+/// The flow with its settings; secrets may still be missing (they are asked for last, after
+/// the token cache had its chance).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    /// An application credential by id, or by name and user.
+    ApplicationCredential {
+        /// Id.
+        id: Option<String>,
+        /// Name (with `user`).
+        name: Option<String>,
+        /// Owner, for a named credential.
+        user: Option<UserRef>,
+        /// Secret.
+        secret: Option<Secret>,
+    },
+    /// User and password.
+    Password {
+        /// Who.
+        user: UserRef,
+        /// Password.
+        password: Option<Secret>,
+        /// Scope.
+        scope: Scope,
+    },
+    /// An existing token.
+    Token {
+        /// The token (required: it is the identity).
+        token: Secret,
+        /// Scope; unscoped means "use the token as it is".
+        scope: Scope,
+    },
+}
+
+/// Everything needed to get a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The Keystone v3 base URL.
+    pub url: Url,
+    /// TLS files.
+    pub tls: TlsFiles,
+    /// The flow.
+    pub method: Method,
+}
+
+impl Plan {
+    /// The flow's name.
+    pub fn auth_type(&self) -> AuthType {
+        match self.method {
+            Method::ApplicationCredential { .. } => AuthType::ApplicationCredential,
+            Method::Password { .. } => AuthType::Password,
+            Method::Token { .. } => AuthType::Token,
+        }
+    }
+
+    /// Who this is, without any secret: the cache key is a hash of this and the URL. For the
+    /// token flow the identity is the SHA-256 of the token (the token itself never).
+    pub fn identity(&self) -> String {
+        fn user(u: &UserRef) -> String {
+            match u {
+                UserRef::Id(id) => format!("user_id={id}"),
+                UserRef::Name {
+                    name,
+                    domain_id,
+                    domain_name,
+                } => format!(
+                    "user_name={name} user_domain_id={} user_domain_name={}",
+                    domain_id.as_deref().unwrap_or(""),
+                    domain_name.as_deref().unwrap_or("")
+                ),
+            }
+        }
+        fn scope(s: &Scope) -> String {
+            match s {
+                Scope::ProjectId(id) => format!("project_id={id}"),
+                Scope::ProjectName {
+                    name,
+                    domain_id,
+                    domain_name,
+                } => format!(
+                    "project_name={name} project_domain_id={} project_domain_name={}",
+                    domain_id.as_deref().unwrap_or(""),
+                    domain_name.as_deref().unwrap_or("")
+                ),
+                Scope::Unscoped => "unscoped".into(),
+            }
+        }
+        match &self.method {
+            Method::ApplicationCredential {
+                id, name, user: u, ..
+            } => match (id, name, u) {
+                (Some(id), _, _) => format!("application_credential id={id}"),
+                (None, Some(name), Some(u)) => {
+                    format!("application_credential name={name} {}", user(u))
+                }
+                _ => "application_credential".into(),
+            },
+            Method::Password {
+                user: u, scope: s, ..
+            } => {
+                format!("password {} {}", user(u), scope(s))
+            }
+            Method::Token { token, scope: s } => {
+                let digest = Sha256::digest(token.expose().as_bytes());
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                format!("token sha256={hex} {}", scope(s))
+            }
+        }
+    }
+
+    /// The name of this credential's refusal file (see [`super::cache::Refusal`]): a SHA-256
+    /// of the whole credential input, the URL, the flow, every user, domain, project and
+    /// credential identifier and the secret, so that a corrected secret is another credential.
+    /// Each field is length-prefixed, so no two different inputs hash the same bytes. `None`
+    /// while the secret is still missing.
+    pub fn refusal_key(&self) -> Option<String> {
+        fn put(h: &mut Sha256, label: &str, value: Option<&str>) {
+            h.update(label.as_bytes());
+            match value {
+                Some(v) => {
+                    h.update(b"=");
+                    h.update((v.len() as u64).to_be_bytes());
+                    h.update(v.as_bytes());
+                }
+                None => h.update(b"-"),
+            }
+            h.update(b"\n");
+        }
+        fn user(h: &mut Sha256, u: Option<&UserRef>) {
+            match u {
+                None => put(h, "user", None),
+                Some(UserRef::Id(id)) => put(h, "user_id", Some(id)),
+                Some(UserRef::Name {
+                    name,
+                    domain_id,
+                    domain_name,
+                }) => {
+                    put(h, "user_name", Some(name));
+                    put(h, "user_domain_id", domain_id.as_deref());
+                    put(h, "user_domain_name", domain_name.as_deref());
+                }
+            }
+        }
+        fn scope(h: &mut Sha256, s: &Scope) {
+            match s {
+                Scope::ProjectId(id) => put(h, "project_id", Some(id)),
+                Scope::ProjectName {
+                    name,
+                    domain_id,
+                    domain_name,
+                } => {
+                    put(h, "project_name", Some(name));
+                    put(h, "project_domain_id", domain_id.as_deref());
+                    put(h, "project_domain_name", domain_name.as_deref());
+                }
+                Scope::Unscoped => put(h, "unscoped", None),
+            }
+        }
+        let mut h = Sha256::new();
+        h.update(b"kubectl-keystone-auth refusal v1\n");
+        put(&mut h, "url", Some(self.url.as_str()));
+        put(&mut h, "flow", Some(self.auth_type().as_str()));
+        match &self.method {
+            Method::ApplicationCredential {
+                id,
+                name,
+                user: u,
+                secret,
+            } => {
+                put(&mut h, "application_credential_id", id.as_deref());
+                put(&mut h, "application_credential_name", name.as_deref());
+                user(&mut h, u.as_ref());
+                put(&mut h, "secret", Some(secret.as_ref()?.expose()));
+            }
+            Method::Password {
+                user: u,
+                password,
+                scope: s,
+            } => {
+                user(&mut h, Some(u));
+                scope(&mut h, s);
+                put(&mut h, "password", Some(password.as_ref()?.expose()));
+            }
+            Method::Token { token, scope: s } => {
+                scope(&mut h, s);
+                put(&mut h, "token", Some(token.expose()));
+            }
+        }
+        Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The secret this flow still needs, if any.
+    pub fn missing_secret(&self) -> Option<Field> {
+        match &self.method {
+            Method::ApplicationCredential { secret: None, .. } => Some(Field::AppCredSecret),
+            Method::Password { password: None, .. } => Some(Field::Password),
+            _ => None,
+        }
+    }
+
+    /// Fills the missing secret (typed on the terminal).
+    pub fn set_secret(&mut self, value: Secret) {
+        match &mut self.method {
+            Method::ApplicationCredential { secret, .. } => *secret = Some(value),
+            Method::Password { password, .. } => *password = Some(value),
+            Method::Token { .. } => {}
+        }
+    }
+
+    /// The request for `POST /v3/auth/tokens`; `Err` names the missing secret.
+    pub fn auth_request(&self) -> Result<AuthRequest, SettingsError> {
+        let missing = |field| SettingsError::Missing {
+            field,
+            alternative: None,
+        };
+        Ok(match &self.method {
+            Method::ApplicationCredential {
+                id,
+                name,
+                user,
+                secret,
+            } => AuthRequest::ApplicationCredential {
+                id: id.clone(),
+                name: name.clone(),
+                user: user.clone(),
+                secret: secret.clone().ok_or(missing(Field::AppCredSecret))?,
+            },
+            Method::Password {
+                user,
+                password,
+                scope,
+            } => AuthRequest::Password {
+                user: user.clone(),
+                password: password.clone().ok_or(missing(Field::Password))?,
+                scope: scope.clone(),
+            },
+            Method::Token { token, scope } => AuthRequest::Token {
+                token: token.clone(),
+                scope: scope.clone(),
+            },
+        })
+    }
+}
+
+/// The layers, highest priority first.
+pub struct Layers<'a>(pub &'a [Layer]);
+
+impl Layers<'_> {
+    /// The first value of a field, and where it came from.
+    pub fn get(&self, field: Field) -> Option<(&Secret, &Origin)> {
+        self.0
+            .iter()
+            .find_map(|l| l.get(field).map(|v| (v, &l.origin)))
+    }
+
+    fn text(&self, field: Field) -> Option<String> {
+        self.get(field).map(|(v, _)| v.expose().to_string())
+    }
+
+    fn secret(&self, field: Field) -> Option<Secret> {
+        self.get(field).map(|(v, _)| v.clone())
+    }
+}
+
+const APP_CRED_FIELDS: [Field; 3] = [Field::AppCredId, Field::AppCredName, Field::AppCredSecret];
+
+/// Settings that only make sense together: the first layer (flags, then environment, then the
+/// cloud) that sets any member of a group decides the whole group, so that a lower layer's
+/// member never mixes with or beats a higher layer's (`--project-name` beats `OS_PROJECT_ID`).
+pub const USER_GROUP: [Field; 2] = [Field::UserId, Field::UserName];
+/// The project (the scope).
+pub const PROJECT_GROUP: [Field; 2] = [Field::ProjectId, Field::ProjectName];
+/// The application credential (its secret is a field of its own).
+pub const APP_CRED_GROUP: [Field; 2] = [Field::AppCredId, Field::AppCredName];
+/// The user's domain (with the `--domain-*` defaults of the same layer).
+pub const USER_DOMAIN_GROUP: [Field; 4] = [
+    Field::UserDomainId,
+    Field::UserDomainName,
+    Field::DomainId,
+    Field::DomainName,
+];
+/// The project's domain (with the `--domain-*` defaults of the same layer).
+pub const PROJECT_DOMAIN_GROUP: [Field; 4] = [
+    Field::ProjectDomainId,
+    Field::ProjectDomainName,
+    Field::DomainId,
+    Field::DomainName,
+];
+/// Settings that decide the flow: an explicit type, or a credential implying one.
+const FLOW_FIELDS: [Field; 8] = [
+    Field::AuthType,
+    Field::UserId,
+    Field::AppCredId,
+    Field::AppCredName,
+    Field::AppCredSecret,
+    Field::Token,
+    Field::Password,
+    Field::UserName,
+];
+
+impl<'a> Layers<'a> {
+    /// The first layer that sets any field of `group`.
+    pub fn group(&self, group: &[Field]) -> Option<&'a Layer> {
+        self.0.iter().find(|l| l.has_any(group))
+    }
+}
+
+fn text_of(layer: Option<&Layer>, field: Field) -> Option<String> {
+    layer
+        .and_then(|l| l.get(field))
+        .map(|v| v.expose().to_string())
+}
+
+/// Decides the flow and checks that every non-secret setting it needs is there.
+pub fn resolve(layers: &[Layer]) -> Result<Plan, SettingsError> {
+    let l = Layers(layers);
+    let url_raw = l.get(Field::AuthUrl).ok_or(SettingsError::Missing {
+        field: Field::AuthUrl,
+        alternative: None,
+    })?;
+    let url = normalize_url(url_raw.0.expose()).map_err(|reason| {
+        // normalize_url quotes the URL it got: quote the redacted one instead.
+        let raw = url_raw.0.expose().trim();
+        let shown = kk_core::urls::redact_url(raw);
+        SettingsError::Invalid {
+            field: Field::AuthUrl,
+            reason: reason.replace(&format!("{raw:?}"), &format!("{shown:?}")),
+            value: shown,
+            origin: url_raw.1.to_string(),
+        }
+    })?;
+    // The flow: the first layer that names a type or holds a credential decides it.
+    let flow_layer = l.group(&FLOW_FIELDS);
+    let auth_type = match flow_layer.and_then(|fl| fl.get(Field::AuthType).map(|v| (v, fl))) {
+        Some((v, fl)) => AuthType::parse(v.expose()).ok_or_else(|| SettingsError::Invalid {
+            field: Field::AuthType,
+            value: v.expose().to_string(),
+            origin: fl.origin.to_string(),
+            reason: "must be v3applicationcredential, password or token".into(),
+        })?,
+        None => flow_layer.map(infer_one).unwrap_or(AuthType::Password),
+    };
+    let user_domain = || {
+        let d = l.group(&USER_DOMAIN_GROUP);
+        (
+            text_of(d, Field::UserDomainId).or_else(|| text_of(d, Field::DomainId)),
+            text_of(d, Field::UserDomainName).or_else(|| text_of(d, Field::DomainName)),
+        )
+    };
+    let user = || -> Option<UserRef> {
+        let u = l.group(&USER_GROUP);
+        if let Some(id) = text_of(u, Field::UserId) {
+            return Some(UserRef::Id(id));
+        }
+        let name = text_of(u, Field::UserName)?;
+        let (domain_id, domain_name) = user_domain();
+        Some(UserRef::Name {
+            name,
+            domain_id,
+            domain_name,
+        })
+    };
+    let scope = || {
+        let p = l.group(&PROJECT_GROUP);
+        if let Some(id) = text_of(p, Field::ProjectId) {
+            return Scope::ProjectId(id);
+        }
+        match text_of(p, Field::ProjectName) {
+            Some(name) => {
+                let d = l.group(&PROJECT_DOMAIN_GROUP);
+                Scope::ProjectName {
+                    name,
+                    domain_id: text_of(d, Field::ProjectDomainId)
+                        .or_else(|| text_of(d, Field::DomainId)),
+                    domain_name: text_of(d, Field::ProjectDomainName)
+                        .or_else(|| text_of(d, Field::DomainName)),
+                }
+            }
+            None => Scope::Unscoped,
+        }
+    };
+    let method = match auth_type {
+        AuthType::ApplicationCredential => {
+            let ac = l.group(&APP_CRED_GROUP);
+            let id = text_of(ac, Field::AppCredId);
+            let name = text_of(ac, Field::AppCredName);
+            let owner = if id.is_none() {
+                if name.is_none() {
+                    return Err(SettingsError::Missing {
+                        field: Field::AppCredId,
+                        alternative: Some(Field::AppCredName),
+                    });
+                }
+                Some(user().ok_or(SettingsError::Missing {
+                    field: Field::UserName,
+                    alternative: Some(Field::UserId),
+                })?)
+            } else {
+                None
+            };
+            Method::ApplicationCredential {
+                id,
+                name,
+                user: owner,
+                secret: l.secret(Field::AppCredSecret),
+            }
+        }
+        AuthType::Password => Method::Password {
+            user: user().ok_or(SettingsError::Missing {
+                field: Field::UserName,
+                alternative: Some(Field::UserId),
+            })?,
+            password: l.secret(Field::Password),
+            scope: scope(),
+        },
+        AuthType::Token => Method::Token {
+            token: l.secret(Field::Token).ok_or(SettingsError::Missing {
+                field: Field::Token,
+                alternative: None,
+            })?,
+            scope: scope(),
+        },
+    };
+    let path = |f: Field| l.text(f).map(PathBuf::from);
+    let client = match (path(Field::Cert), path(Field::Key)) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(SettingsError::Missing {
+                field: Field::Key,
+                alternative: None,
+            });
+        }
+        (None, Some(_)) => {
+            return Err(SettingsError::Missing {
+                field: Field::Cert,
+                alternative: None,
+            });
+        }
+    };
+    Ok(Plan {
+        url,
+        tls: TlsFiles {
+            cacert: path(Field::CaCert),
+            client,
+        },
+        method,
+    })
+}
+
+/// The flow a layer implies when it names none.
+fn infer_one(layer: &Layer) -> AuthType {
+    if layer.has_any(&APP_CRED_FIELDS) {
+        AuthType::ApplicationCredential
+    } else if layer.has_any(&[Field::Token]) {
+        AuthType::Token
+    } else {
+        AuthType::Password
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kk_core::urls::redact_url;
+
+    fn layer(origin: Origin, pairs: &[(Field, &str)]) -> Layer {
+        let mut l = Layer::new(origin);
+        for (f, v) in pairs {
+            l.set(*f, *v);
+        }
+        l
+    }
+
+    const URL: (Field, &str) = (Field::AuthUrl, "http://ks:5000");
+
+    #[test]
+    fn the_refusal_key_covers_every_credential_input_and_the_secret() {
+        let key = |pairs: &[(Field, &str)]| {
+            resolve(&[layer(Origin::Environment, pairs)])
+                .unwrap()
+                .refusal_key()
+        };
+        let pw = [
+            URL,
+            (Field::UserName, "alice"),
+            (Field::UserDomainName, "k8s"),
+            (Field::ProjectName, "team-a"),
+            (Field::ProjectDomainName, "k8s"),
+            (Field::Password, "wrong"),
+        ];
+        let base = key(&pw).unwrap();
+        assert_eq!(base.len(), 64);
+        assert!(base.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(key(&pw), Some(base.clone()), "stable for the same input");
+        // Every input changes it: the secret above all, so a corrected password is tried.
+        for (i, changed) in [
+            (Field::AuthUrl, "http://other:5000"),
+            (Field::UserName, "bob"),
+            (Field::UserDomainName, "Default"),
+            (Field::ProjectName, "team-b"),
+            (Field::ProjectDomainName, "Default"),
+            (Field::Password, "right"),
+            (Field::Password, "wrong "),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut other = pw.to_vec();
+            other.retain(|(f, _)| f != &changed.0);
+            other.push(*changed);
+            assert_ne!(key(&other), Some(base.clone()), "case {i}: {:?}", changed.0);
+        }
+        // The same user and password by id, or another flow with the same secret, differ.
+        let by_id = [URL, (Field::UserId, "alice"), (Field::Password, "wrong")];
+        assert_ne!(key(&by_id), Some(base.clone()));
+        let ac = |secret| {
+            key(&[
+                URL,
+                (Field::AppCredId, "ac1"),
+                (Field::AppCredSecret, secret),
+            ])
+            .unwrap()
+        };
+        assert_eq!(ac("s1"), ac("s1"));
+        assert_ne!(ac("s1"), ac("s2"));
+        let tok = |t| key(&[URL, (Field::Token, t)]).unwrap();
+        assert_ne!(tok("gAAAA1"), tok("gAAAA2"));
+        // Length prefixes: moving bytes between fields changes the key.
+        let split = |name, domain| {
+            key(&[
+                URL,
+                (Field::UserName, name),
+                (Field::UserDomainName, domain),
+                (Field::Password, "p"),
+            ])
+        };
+        assert_ne!(split("ab", "c"), split("a", "bc"));
+        // No key while the secret is still to be asked for.
+        let missing = resolve(&[layer(
+            Origin::Environment,
+            &[URL, (Field::UserName, "alice")],
+        )])
+        .unwrap();
+        assert_eq!(missing.refusal_key(), None);
+        // The key is not the token cache's key, and holds no secret.
+        assert!(!base.contains("wrong"));
+    }
+
+    #[test]
+    fn application_credential_by_id_and_secret_alone() {
+        let flags = layer(
+            Origin::Flags,
+            &[
+                URL,
+                (Field::AppCredId, "ac1"),
+                (Field::AppCredSecret, "s"),
+                (Field::DomainName, "none"),
+                (Field::UserName, "alice"),
+            ],
+        );
+        let plan = resolve(&[flags]).unwrap();
+        assert_eq!(plan.url.as_str(), "http://ks:5000/v3");
+        assert_eq!(plan.identity(), "application_credential id=ac1");
+        assert_eq!(
+            plan.auth_request().unwrap(),
+            AuthRequest::ApplicationCredential {
+                id: Some("ac1".into()),
+                name: None,
+                user: None,
+                secret: Secret::new("s")
+            }
+        );
+    }
+
+    #[test]
+    fn application_credential_by_name_needs_a_user() {
+        let l = layer(
+            Origin::Environment,
+            &[
+                URL,
+                (Field::AppCredName, "kubectl"),
+                (Field::AppCredSecret, "s"),
+            ],
+        );
+        let err = resolve(std::slice::from_ref(&l)).unwrap_err();
+        assert_eq!(
+            err,
+            SettingsError::Missing {
+                field: Field::UserName,
+                alternative: Some(Field::UserId)
+            }
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--user-name") && msg.contains("OS_USERNAME"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("--user-id") && msg.contains("OS_USER_ID"),
+            "{msg}"
+        );
+        let mut with_user = l;
+        with_user.set(Field::UserName, "alice");
+        with_user.set(Field::UserDomainName, "k8s");
+        with_user.set(Field::ProjectDomainName, "other");
+        let plan = resolve(&[with_user]).unwrap();
+        assert_eq!(
+            plan.method,
+            Method::ApplicationCredential {
+                id: None,
+                name: Some("kubectl".into()),
+                user: Some(UserRef::Name {
+                    name: "alice".into(),
+                    domain_id: None,
+                    domain_name: Some("k8s".into())
+                }),
+                secret: Some(Secret::new("s"))
+            }
+        );
+    }
+
+    fn cloud_origin() -> Origin {
+        Origin::Cloud {
+            name: "c".into(),
+            file: "clouds.yaml".into(),
+        }
+    }
+
+    /// Mixed layers: each group (user, project, application credential, user domain, project
+    /// domain, flow) is decided by the first layer that sets any of its members.
+    #[test]
+    fn mixed_layer_precedence_table() {
+        type Row = (
+            &'static str,
+            &'static [(Field, &'static str)],
+            &'static [(Field, &'static str)],
+            &'static [(Field, &'static str)],
+            &'static str,
+        );
+        let table: &[Row] = &[
+            (
+                "--project-name beats OS_PROJECT_ID",
+                &[(Field::ProjectName, "flag-p")],
+                &[
+                    (Field::ProjectId, "env-pid"),
+                    (Field::UserId, "u"),
+                    (Field::Password, "pw"),
+                ],
+                &[],
+                "password user_id=u project_name=flag-p project_domain_id= project_domain_name=",
+            ),
+            (
+                "--user-name beats OS_USER_ID",
+                &[(Field::UserName, "alice"), (Field::UserDomainName, "k8s")],
+                &[(Field::UserId, "env-uid"), (Field::Password, "pw")],
+                &[],
+                "password user_name=alice user_domain_id= user_domain_name=k8s unscoped",
+            ),
+            (
+                "--application-credential-name beats OS_APPLICATION_CREDENTIAL_ID",
+                &[
+                    (Field::AppCredName, "kubectl"),
+                    (Field::UserName, "alice"),
+                    (Field::UserDomainName, "k8s"),
+                ],
+                &[(Field::AppCredId, "env-ac"), (Field::AppCredSecret, "s")],
+                &[],
+                "application_credential name=kubectl user_name=alice user_domain_id= user_domain_name=k8s",
+            ),
+            (
+                "--user-domain-name beats OS_USER_DOMAIN_ID",
+                &[(Field::UserDomainName, "flag-d")],
+                &[
+                    (Field::UserDomainId, "env-did"),
+                    (Field::UserName, "alice"),
+                    (Field::Password, "pw"),
+                ],
+                &[],
+                "password user_name=alice user_domain_id= user_domain_name=flag-d unscoped",
+            ),
+            (
+                "--domain-name beats OS_USER_DOMAIN_ID and OS_PROJECT_DOMAIN_ID",
+                &[(Field::DomainName, "flag-d")],
+                &[
+                    (Field::UserDomainId, "env-udid"),
+                    (Field::ProjectDomainId, "env-pdid"),
+                    (Field::UserName, "alice"),
+                    (Field::ProjectName, "p"),
+                    (Field::Password, "pw"),
+                ],
+                &[],
+                "password user_name=alice user_domain_id= user_domain_name=flag-d project_name=p project_domain_id= project_domain_name=flag-d",
+            ),
+            (
+                "--project-domain-id beats OS_PROJECT_DOMAIN_NAME",
+                &[(Field::ProjectDomainId, "flag-pdid")],
+                &[
+                    (Field::ProjectDomainName, "env-pd"),
+                    (Field::UserId, "u"),
+                    (Field::ProjectName, "p"),
+                    (Field::Password, "pw"),
+                ],
+                &[],
+                "password user_id=u project_name=p project_domain_id=flag-pdid project_domain_name=",
+            ),
+            (
+                "application-credential flags beat OS_AUTH_TYPE=password",
+                &[(Field::AppCredId, "flag-ac"), (Field::AppCredSecret, "s")],
+                &[
+                    (Field::AuthType, "password"),
+                    (Field::UserName, "bob"),
+                    (Field::Password, "pw"),
+                ],
+                &[],
+                "application_credential id=flag-ac",
+            ),
+            (
+                "--password beats OS_AUTH_TYPE=v3applicationcredential of the environment",
+                &[(Field::UserName, "alice"), (Field::Password, "pw")],
+                &[
+                    (Field::AuthType, "v3applicationcredential"),
+                    (Field::AppCredId, "env-ac"),
+                ],
+                &[],
+                "password user_name=alice user_domain_id= user_domain_name= unscoped",
+            ),
+            (
+                "OS_AUTH_TYPE of the environment beats the cloud's credential",
+                &[],
+                &[(Field::AuthType, "token"), (Field::Token, "t")],
+                &[(Field::AppCredId, "cloud-ac"), (Field::AppCredSecret, "s")],
+                "token",
+            ),
+            (
+                "the environment's project beats the cloud's, the cloud fills the rest",
+                &[],
+                &[(Field::ProjectName, "env-p"), (Field::Password, "pw")],
+                &[
+                    (Field::ProjectId, "cloud-pid"),
+                    (Field::UserName, "alice"),
+                    (Field::UserDomainId, "cloud-ud"),
+                    (Field::ProjectDomainName, "cloud-pd"),
+                ],
+                "password user_name=alice user_domain_id=cloud-ud user_domain_name= project_name=env-p project_domain_id= project_domain_name=cloud-pd",
+            ),
+            (
+                "the application credential's secret is a field of its own",
+                &[(Field::AppCredSecret, "flag-s")],
+                &[
+                    (Field::AppCredId, "env-ac"),
+                    (Field::AppCredSecret, "env-s"),
+                ],
+                &[(Field::AppCredName, "cloud-n")],
+                "application_credential id=env-ac",
+            ),
+        ];
+        for &(what, flags, env, cloud, want) in table {
+            let mut env_pairs = vec![URL];
+            env_pairs.extend_from_slice(env);
+            let layers = [
+                layer(Origin::Flags, flags),
+                layer(Origin::Environment, &env_pairs),
+                layer(cloud_origin(), cloud),
+            ];
+            let plan = resolve(&layers).unwrap_or_else(|e| panic!("{what}: {e}"));
+            if want == "token" {
+                // The identity of the token flow is a hash: check the flow.
+                assert_eq!(plan.auth_type(), AuthType::Token, "{what}");
+            } else {
+                assert_eq!(plan.identity(), want, "{what}");
+            }
+        }
+        // The secret follows its own field: the flag's secret with the environment's id.
+        let plan = resolve(&[
+            layer(Origin::Flags, &[(Field::AppCredSecret, "flag-s")]),
+            layer(Origin::Environment, &[URL, (Field::AppCredId, "ac")]),
+        ])
+        .unwrap();
+        assert!(matches!(
+            plan.auth_request().unwrap(),
+            AuthRequest::ApplicationCredential { secret, .. } if secret == Secret::new("flag-s")
+        ));
+    }
+
+    #[test]
+    fn url_with_user_info_or_query_is_redacted_in_errors() {
+        for raw in [
+            "ftp://user:SEKRET@ks:5000",
+            "http://user:SEKRET@ks:5000/v3",
+            "http://ks:5000/v3?token=SEKRET",
+            "http://ks:5000/v3#SEKRET",
+            "user:SEKRET@ks",
+            "http://user:SEKRET@",
+        ] {
+            let err = resolve(&[layer(
+                Origin::Environment,
+                &[(Field::AuthUrl, raw), (Field::AppCredId, "x")],
+            )])
+            .unwrap_err();
+            let msg = err.to_string();
+            assert!(!msg.contains("SEKRET"), "{raw}: {msg}");
+            assert!(msg.contains("OS_AUTH_URL"), "{msg}");
+        }
+        assert_eq!(
+            redact_url("https://a:b@ks.example:5000/v3?x=1"),
+            "https://<redacted>@ks.example:5000/v3?<redacted>"
+        );
+        assert_eq!(redact_url("https://ks/v3"), "https://ks/v3");
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_cloud() {
+        let flags = layer(Origin::Flags, &[(Field::ProjectName, "from-flag")]);
+        let env = layer(
+            Origin::Environment,
+            &[
+                (Field::ProjectName, "from-env"),
+                (Field::UserName, "env-user"),
+                (Field::Password, "pw-env"),
+            ],
+        );
+        let cloud = layer(
+            Origin::Cloud {
+                name: "c".into(),
+                file: "clouds.yaml".into(),
+            },
+            &[
+                URL,
+                (Field::UserName, "cloud-user"),
+                (Field::UserDomainName, "k8s"),
+                (Field::Password, "pw-cloud"),
+            ],
+        );
+        let plan = resolve(&[flags, env, cloud]).unwrap();
+        assert_eq!(
+            plan.auth_request().unwrap(),
+            AuthRequest::Password {
+                user: UserRef::Name {
+                    name: "env-user".into(),
+                    domain_id: None,
+                    domain_name: Some("k8s".into())
+                },
+                password: Secret::new("pw-env"),
+                scope: Scope::ProjectName {
+                    name: "from-flag".into(),
+                    domain_id: None,
+                    domain_name: None
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn user_and_project_domains_are_separate_and_domain_name_is_the_default_for_both() {
+        let l = layer(
+            Origin::Environment,
+            &[
+                URL,
+                (Field::UserName, "alice"),
+                (Field::Password, "pw"),
+                (Field::UserDomainName, "users"),
+                (Field::ProjectName, "p"),
+                (Field::ProjectDomainId, "pdid"),
+                (Field::DomainName, "fallback"),
+            ],
+        );
+        let AuthRequest::Password { user, scope, .. } =
+            resolve(&[l]).unwrap().auth_request().unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            user,
+            UserRef::Name {
+                name: "alice".into(),
+                domain_id: None,
+                domain_name: Some("users".into())
+            }
+        );
+        assert_eq!(
+            scope,
+            Scope::ProjectName {
+                name: "p".into(),
+                domain_id: Some("pdid".into()),
+                domain_name: Some("fallback".into())
+            }
+        );
+    }
+
+    #[test]
+    fn the_first_layer_that_names_a_credential_picks_the_flow() {
+        // kubeconfig env carries the app credential; the user's openrc a password.
+        let env = layer(
+            Origin::Environment,
+            &[
+                URL,
+                (Field::AppCredId, "ac"),
+                (Field::AppCredSecret, "s"),
+                (Field::UserName, "alice"),
+                (Field::Password, "pw"),
+            ],
+        );
+        assert_eq!(
+            resolve(&[env]).unwrap().auth_type(),
+            AuthType::ApplicationCredential
+        );
+        let flags = layer(Origin::Flags, &[(Field::Token, "tok")]);
+        let env = layer(Origin::Environment, &[URL, (Field::AppCredId, "ac")]);
+        assert_eq!(resolve(&[flags, env]).unwrap().auth_type(), AuthType::Token);
+        let explicit = layer(
+            Origin::Environment,
+            &[
+                URL,
+                (Field::AuthType, "password"),
+                (Field::AppCredId, "ac"),
+                (Field::UserId, "u1"),
+            ],
+        );
+        let plan = resolve(&[explicit]).unwrap();
+        assert_eq!(plan.auth_type(), AuthType::Password);
+        assert_eq!(plan.missing_secret(), Some(Field::Password));
+    }
+
+    #[test]
+    fn missing_password_names_flag_and_variable() {
+        let l = layer(Origin::Environment, &[URL, (Field::UserName, "alice")]);
+        let plan = resolve(&[l]).unwrap();
+        let err = plan.auth_request().unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--password") && msg.contains("OS_PASSWORD"),
+            "{msg}"
+        );
+        assert!(msg.contains("auth.password"), "{msg}");
+    }
+
+    #[test]
+    fn missing_url_and_bad_values() {
+        let err = resolve(&[layer(Origin::Flags, &[(Field::AppCredId, "x")])]).unwrap_err();
+        assert!(err.to_string().contains("--keystone-url"));
+        assert!(err.to_string().contains("OS_AUTH_URL"));
+        let err = resolve(&[layer(
+            Origin::Environment,
+            &[(Field::AuthUrl, "ftp://x"), (Field::AppCredId, "x")],
+        )])
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            SettingsError::Invalid {
+                field: Field::AuthUrl,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("the environment"), "{err}");
+        let err = resolve(&[layer(
+            Origin::Environment,
+            &[URL, (Field::AuthType, "v3oidc")],
+        )])
+        .unwrap_err();
+        assert!(err.to_string().contains("OS_AUTH_TYPE"), "{err}");
+        let err = resolve(&[layer(
+            Origin::Flags,
+            &[URL, (Field::AppCredId, "x"), (Field::Cert, "/c")],
+        )])
+        .unwrap_err();
+        assert!(err.to_string().contains("--key"), "{err}");
+    }
+
+    #[test]
+    fn token_identity_hashes_the_token_and_never_shows_it() {
+        let l = layer(
+            Origin::Environment,
+            &[URL, (Field::Token, "gAAAAAsecret"), (Field::ProjectId, "p")],
+        );
+        let plan = resolve(&[l]).unwrap();
+        let id = plan.identity();
+        assert!(!id.contains("gAAAAAsecret"));
+        assert!(
+            id.starts_with("token sha256=") && id.ends_with("project_id=p"),
+            "{id}"
+        );
+        assert!(!format!("{plan:?}").contains("gAAAAAsecret"));
+    }
+
+    #[test]
+    fn env_layer_reads_os_variables_and_ignores_empty_ones() {
+        let env = |k: &str| match k {
+            "OS_AUTH_URL" => Some("http://ks/v3".to_string()),
+            "OS_APPLICATION_CREDENTIAL_ID" => Some("ac".into()),
+            "OS_APPLICATION_CREDENTIAL_SECRET" => Some("s".into()),
+            "OS_USERNAME" => Some("  ".into()),
+            "OS_AUTH_TOKEN" => Some("t".into()),
+            _ => None,
+        };
+        let l = Layer::from_env(&env);
+        assert!(l.get(Field::UserName).is_none());
+        assert_eq!(l.get(Field::Token).unwrap().expose(), "t");
+        assert_eq!(
+            resolve(&[l]).unwrap().auth_type(),
+            AuthType::ApplicationCredential
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! The TOML configuration file, as written by the operator: strict (unknown keys are errors),
+//! every value that needs a semantic check kept with its position so errors give the line.
+//! Each field's doc comment is its documentation (see docs/configuration.md).
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use kk_core::secret::Secret;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address and port to serve on (`0.0.0.0:8443`).
+    pub listen: Option<Spanned<String>>,
+    /// Log filter (`info`, `debug`, or a tracing directive).
+    pub log_level: Option<Spanned<String>>,
+    /// Serve plain HTTP (tests only).
+    pub insecure_http: Option<bool>,
+    /// Serving TLS.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// Keystone.
+    #[serde(default)]
+    pub keystone: KeystoneSection,
+    /// Token review behaviour.
+    #[serde(default)]
+    pub authentication: AuthenticationSection,
+    /// The token cache.
+    #[serde(default)]
+    pub cache: CacheSection,
+    /// The authorization policy.
+    #[serde(default)]
+    pub policy: PolicySection,
+    /// The sync configuration.
+    #[serde(default)]
+    pub sync: SyncSection,
+}
+
+/// `[tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Serving certificate (PEM).
+    pub cert_file: Option<Spanned<String>>,
+    /// Serving private key (PEM).
+    pub private_key_file: Option<Spanned<String>>,
+    /// CA for client certificates; when set, clients must present one.
+    pub client_ca_file: Option<Spanned<String>>,
+    /// How often the certificate files are checked for changes (`10s`).
+    pub reload_interval: Option<Spanned<String>>,
+}
+
+/// `[keystone]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeystoneSection {
+    /// Keystone URL, with or without `/v3`.
+    pub url: Option<Spanned<String>>,
+    /// CA bundle for Keystone's certificate.
+    pub ca_file: Option<Spanned<String>>,
+    /// Limit for one Keystone request (`5s`).
+    pub timeout: Option<Spanned<String>>,
+    /// Limit for connecting to Keystone (`2s`).
+    pub connect_timeout: Option<Spanned<String>>,
+    /// Service type that an application credential's access rules must name (`k8s`).
+    pub service_type: Option<Spanned<String>>,
+    /// Extra User-Agent strings.
+    pub user_agent: Option<Vec<String>>,
+    /// Optional service identity used to validate tokens and list groups.
+    pub service_identity: Option<Spanned<ServiceIdentitySection>>,
+}
+
+/// `[keystone.service_identity]`: an application credential (id + secret) or a user.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceIdentitySection {
+    /// Application credential id.
+    pub application_credential_id: Option<String>,
+    /// Application credential secret.
+    pub application_credential_secret: Option<Secret>,
+    /// User name (with `user_domain_name` or `user_domain_id`).
+    pub user_name: Option<String>,
+    /// User id.
+    pub user_id: Option<String>,
+    /// User's domain name.
+    pub user_domain_name: Option<String>,
+    /// User's domain id.
+    pub user_domain_id: Option<String>,
+    /// Password.
+    pub password: Option<Secret>,
+    /// Project id to scope to.
+    pub project_id: Option<String>,
+    /// Project name to scope to (with a project domain).
+    pub project_name: Option<String>,
+    /// Project's domain name.
+    pub project_domain_name: Option<String>,
+    /// Project's domain id.
+    pub project_domain_id: Option<String>,
+}
+
+/// `[authentication]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthenticationSection {
+    /// `name` (Go reference), `name@domain` or `id`.
+    pub username_format: Option<Spanned<String>>,
+    /// Longer tokens are refused without asking Keystone (`4096`).
+    pub max_token_length: Option<Spanned<i64>>,
+}
+
+/// `[cache]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Most tokens kept (`10000`).
+    pub max_entries: Option<Spanned<i64>>,
+    /// How long a valid token's answer is reused, never past the token's expiry (`60s`).
+    pub ttl: Option<Spanned<String>>,
+    /// How long a refused token's answer is reused (`10s`).
+    pub negative_ttl: Option<Spanned<String>>,
+    /// Keep answering from cached valid tokens while Keystone is unreachable, never past the
+    /// token's own expiry (`false`).
+    pub serve_stale_while_keystone_down: Option<bool>,
+}
+
+/// `[policy]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Policy file (JSON).
+    pub file: Option<Spanned<String>>,
+    /// How often the file is checked for changes (`2s`).
+    pub reload_interval: Option<Spanned<String>>,
+}
+
+/// `[sync]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSection {
+    /// Sync configuration file (YAML).
+    pub file: Option<Spanned<String>>,
+}

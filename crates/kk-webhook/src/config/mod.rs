@@ -1,0 +1,632 @@
+//! Configuration of `k8s-keystone-auth`: command line ([`cli`]) and TOML file ([`file`]) are
+//! merged (flags and their environment variables win over the file, the file over defaults)
+//! and validated into one typed [`Config`]. Validation is pure: it reads no file but the
+//! config file itself (certificates and policy are loaded when the service is built), and
+//! every error names where the bad value came from: the flag, the variable, or the file, line
+//! and key.
+
+pub mod cli;
+pub mod file;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kk_core::parse_duration;
+
+use reqwest::Url;
+use toml::Spanned;
+
+use crate::identity::UsernameFormat;
+use cli::ServerArgs;
+use file::FileConfig;
+use kk_core::keystone::{AuthRequest, Scope, UserRef, normalize_url};
+
+/// Default listen address (as the Go reference).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to serve on.
+    pub listen: SocketAddr,
+    /// Serving TLS; `None` only with `insecure_http`.
+    pub tls: Option<TlsConfig>,
+    /// Keystone.
+    pub keystone: KeystoneConfig,
+    /// Token review settings.
+    pub username_format: UsernameFormat,
+    /// Tokens longer than this are refused without asking Keystone.
+    pub max_token_length: usize,
+    /// Cache settings.
+    pub cache: CacheConfig,
+    /// Policy file, if any.
+    pub policy_file: Option<PathBuf>,
+    /// How often the policy file is checked.
+    pub policy_reload_interval: Duration,
+    /// Sync config file, if any (validated at start-up).
+    pub sync_config_file: Option<PathBuf>,
+    /// Log filter.
+    pub log_level: String,
+    /// Warnings to log once logging is up (deprecated or ignored settings).
+    pub warnings: Vec<String>,
+}
+
+/// Serving TLS settings.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Private key (PEM).
+    pub key_file: PathBuf,
+    /// CA for client certificates.
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are checked for changes.
+    pub reload_interval: Duration,
+}
+
+/// Keystone settings.
+#[derive(Debug, Clone)]
+pub struct KeystoneConfig {
+    /// v3 base URL.
+    pub url: Url,
+    /// CA bundle.
+    pub ca_file: Option<PathBuf>,
+    /// Request limit.
+    pub timeout: Duration,
+    /// Connect limit.
+    pub connect_timeout: Duration,
+    /// Service type that access rules must name.
+    pub service_type: String,
+    /// Full User-Agent.
+    pub user_agent: String,
+    /// Optional service identity.
+    pub service_auth: Option<AuthRequest>,
+}
+
+/// Cache settings.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Most entries.
+    pub max_entries: usize,
+    /// Positive TTL (also bounded by the token's expiry).
+    pub ttl: Duration,
+    /// Negative TTL.
+    pub negative_ttl: Duration,
+    /// Serve cached valid tokens while Keystone is down.
+    pub serve_stale: bool,
+}
+
+/// A configuration error; the message names the flag, variable or file key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has unknown/mistyped keys.
+    #[error("invalid config file {}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line, column and key.
+        message: String,
+    },
+    /// A value is wrong.
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// Where the value came from.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A required setting is missing.
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// Where a setting came from, for error messages.
+#[derive(Debug, Clone)]
+enum Origin<'a> {
+    Flag(&'static str),
+    Env(&'static str),
+    File {
+        path: &'a Path,
+        key: &'static str,
+        line: usize,
+    },
+    Default,
+}
+
+impl std::fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Flag(flag) => write!(f, "invalid {flag}"),
+            Origin::Env(var) => write!(f, "invalid environment variable {var}"),
+            Origin::File { path, key, line } => {
+                write!(f, "invalid `{key}` in {} line {line}", path.display())
+            }
+            Origin::Default => write!(f, "invalid default"),
+        }
+    }
+}
+
+/// The raw inputs: parsed arguments, which of them came from the environment, and the
+/// config file's path and text.
+pub struct Inputs<'a> {
+    /// The parsed command line.
+    pub args: &'a ServerArgs,
+    /// Whether the argument with this clap id came from its environment variable.
+    pub from_env: &'a dyn Fn(&str) -> bool,
+    /// The config file, if one was given: its path and contents.
+    pub file: Option<(&'a Path, &'a str)>,
+}
+
+struct Ctx<'a> {
+    inputs: &'a Inputs<'a>,
+    file_path: &'a Path,
+    file_text: &'a str,
+}
+
+impl<'a> Ctx<'a> {
+    fn line(&self, span: std::ops::Range<usize>) -> usize {
+        self.file_text
+            .get(..span.start)
+            .map(|s| s.matches('\n').count() + 1)
+            .unwrap_or(0)
+    }
+
+    fn file_origin<T>(&self, key: &'static str, s: &Spanned<T>) -> Origin<'a> {
+        Origin::File {
+            path: self.file_path,
+            key,
+            line: self.line(s.span()),
+        }
+    }
+
+    /// The flag's value with its origin, else the file's, else `None`.
+    fn pick<T: Clone>(
+        &self,
+        flag_value: Option<&T>,
+        clap_id: &str,
+        flag: &'static str,
+        env: Option<&'static str>,
+        file_value: Option<&Spanned<T>>,
+        key: &'static str,
+    ) -> Option<(T, Origin<'a>)> {
+        if let Some(v) = flag_value {
+            let origin = match env {
+                Some(var) if (self.inputs.from_env)(clap_id) => Origin::Env(var),
+                _ => Origin::Flag(flag),
+            };
+            return Some((v.clone(), origin));
+        }
+        file_value.map(|s| (s.get_ref().clone(), self.file_origin(key, s)))
+    }
+}
+
+fn invalid(origin: &Origin<'_>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.to_string(),
+        message: message.into(),
+    }
+}
+
+fn duration(
+    ctx: &Ctx<'_>,
+    value: Option<&Spanned<String>>,
+    key: &'static str,
+    default: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(v) = value else { return Ok(default) };
+    let origin = ctx.file_origin(key, v);
+    let d = parse_duration(v.get_ref()).map_err(|m| invalid(&origin, m))?;
+    if d < min || d > max {
+        return Err(invalid(
+            &origin,
+            format!("{:?} must be between {min:?} and {max:?}", v.get_ref()),
+        ));
+    }
+    Ok(d)
+}
+
+fn path(value: &str, origin: &Origin<'_>) -> Result<PathBuf, ConfigError> {
+    if value.trim().is_empty() {
+        return Err(invalid(origin, "is empty"));
+    }
+    Ok(PathBuf::from(value))
+}
+
+/// Reads the config file named in `args` (if any) and validates everything.
+pub fn load(args: &ServerArgs, from_env: &dyn Fn(&str) -> bool) -> Result<Config, ConfigError> {
+    let config_path = args.config.as_deref().map(Path::new);
+    let text = match config_path {
+        Some(p) => Some(
+            std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let inputs = Inputs {
+        args,
+        from_env,
+        file: config_path.zip(text.as_deref()),
+    };
+    validate(&inputs)
+}
+
+/// Merges and validates the inputs. Pure: reads no file.
+pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
+    let (file_path, file_text) = inputs.file.unwrap_or((Path::new("<none>"), ""));
+    let file: FileConfig = if inputs.file.is_some() {
+        toml::from_str(file_text).map_err(|e| ConfigError::Parse {
+            path: file_path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?
+    } else {
+        FileConfig::default()
+    };
+    let ctx = Ctx {
+        inputs,
+        file_path,
+        file_text,
+    };
+    let args = inputs.args;
+    let mut warnings = Vec::new();
+
+    if args.policy_configmap_name.is_some() {
+        return Err(ConfigError::Invalid {
+            origin: "--policy-configmap-name".into(),
+            message: "reading the policy from a ConfigMap is not supported; mount the ConfigMap as a volume \
+                      and pass its file with --keystone-policy-file (the file is watched and reloaded)"
+                .into(),
+        });
+    }
+    if args.sync_configmap_name.is_some() {
+        return Err(ConfigError::Invalid {
+            origin: "--sync-configmap-name".into(),
+            message: "reading the sync config from a ConfigMap is not supported; mount it and use --sync-config-file".into(),
+        });
+    }
+    if args.kubeconfig.is_some() {
+        warnings.push("--kubeconfig is ignored: it served only the ConfigMap options, which are not supported".into());
+    }
+
+    // listen
+    let listen = match ctx.pick(
+        args.listen.as_ref(),
+        "listen",
+        "--listen",
+        None,
+        file.listen.as_ref(),
+        "listen",
+    ) {
+        Some((v, origin)) => v.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                &origin,
+                format!("{v:?} is not an address:port such as 0.0.0.0:8443"),
+            )
+        })?,
+        None => DEFAULT_LISTEN
+            .parse()
+            .map_err(|_| invalid(&Origin::Default, "listen"))?,
+    };
+
+    // TLS
+    let insecure_http = args.insecure_http || file.insecure_http.unwrap_or(false);
+    let cert = ctx.pick(
+        args.tls_cert_file.as_ref(),
+        "tls_cert_file",
+        "--tls-cert-file",
+        Some("TLS_CERT_FILE"),
+        file.tls.cert_file.as_ref(),
+        "tls.cert_file",
+    );
+    let key = ctx.pick(
+        args.tls_private_key_file.as_ref(),
+        "tls_private_key_file",
+        "--tls-private-key-file",
+        Some("TLS_PRIVATE_KEY_FILE"),
+        file.tls.private_key_file.as_ref(),
+        "tls.private_key_file",
+    );
+    let client_ca = ctx.pick(
+        args.client_ca_file.as_ref(),
+        "client_ca_file",
+        "--client-ca-file",
+        Some("CLIENT_CA_FILE"),
+        file.tls.client_ca_file.as_ref(),
+        "tls.client_ca_file",
+    );
+    let reload_interval = duration(
+        &ctx,
+        file.tls.reload_interval.as_ref(),
+        "tls.reload_interval",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        Duration::from_secs(3600),
+    )?;
+    let tls = match (cert, key) {
+        (Some((c, co)), Some((k, ko))) => Some(TlsConfig {
+            cert_file: path(&c, &co)?,
+            key_file: path(&k, &ko)?,
+            client_ca_file: client_ca.map(|(v, o)| path(&v, &o)).transpose()?,
+            reload_interval,
+        }),
+        (None, None) if insecure_http => {
+            if client_ca.is_some() {
+                return Err(ConfigError::Missing("--client-ca-file needs TLS: drop --insecure-http and set --tls-cert-file and --tls-private-key-file".into()));
+            }
+            None
+        }
+        (None, _) => return Err(ConfigError::Missing("no serving certificate: set --tls-cert-file, TLS_CERT_FILE or `tls.cert_file` in the config file (or --insecure-http for local tests)".into())),
+        (_, None) => return Err(ConfigError::Missing("no serving private key: set --tls-private-key-file, TLS_PRIVATE_KEY_FILE or `tls.private_key_file` in the config file".into())),
+    };
+    if insecure_http && tls.is_some() {
+        warnings.push(
+            "--insecure-http is set: the TLS certificate is ignored and tokens travel in the clear"
+                .into(),
+        );
+    }
+    let tls = if insecure_http { None } else { tls };
+
+    // Keystone
+    let ks = &file.keystone;
+    let (url_raw, url_origin) = ctx
+        .pick(args.keystone_url.as_ref(), "keystone_url", "--keystone-url", Some("OS_AUTH_URL"), ks.url.as_ref(), "keystone.url")
+        .ok_or_else(|| ConfigError::Missing("no Keystone URL: set --keystone-url, OS_AUTH_URL or `keystone.url` in the config file".into()))?;
+    let url = normalize_url(&url_raw).map_err(|m| invalid(&url_origin, m))?;
+    if url.scheme() == "http" && !kk_core::urls::is_loopback(&url) {
+        warnings.push(format!(
+            "Keystone URL {url} is plain http: tokens travel in the clear"
+        ));
+    }
+    let ca_file = ctx
+        .pick(
+            args.keystone_ca_file.as_ref(),
+            "keystone_ca_file",
+            "--keystone-ca-file",
+            Some("KEYSTONE_CA_FILE"),
+            ks.ca_file.as_ref(),
+            "keystone.ca_file",
+        )
+        .map(|(v, o)| path(&v, &o))
+        .transpose()?;
+    let timeout = duration(
+        &ctx,
+        ks.timeout.as_ref(),
+        "keystone.timeout",
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        Duration::from_secs(120),
+    )?;
+    let connect_timeout = duration(
+        &ctx,
+        ks.connect_timeout.as_ref(),
+        "keystone.connect_timeout",
+        Duration::from_secs(2),
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    )?;
+    let service_type = match &ks.service_type {
+        Some(s) if s.get_ref().trim().is_empty() => {
+            return Err(invalid(
+                &ctx.file_origin("keystone.service_type", s),
+                "is empty",
+            ));
+        }
+        Some(s) => s.get_ref().clone(),
+        None => "k8s".to_string(),
+    };
+    let mut ua: Vec<String> = args.user_agent.clone();
+    ua.extend(ks.user_agent.clone().unwrap_or_default());
+    ua.push(format!("k8s-keystone-auth/{}", kk_core::VERSION));
+    let service_auth = match &ks.service_identity {
+        None => None,
+        Some(s) => Some(
+            service_identity(s.get_ref())
+                .map_err(|m| invalid(&ctx.file_origin("keystone.service_identity", s), m))?,
+        ),
+    };
+
+    // authentication
+    let username_format = match ctx.pick(
+        args.username_format.as_ref(),
+        "username_format",
+        "--username-format",
+        None,
+        file.authentication.username_format.as_ref(),
+        "authentication.username_format",
+    ) {
+        Some((v, origin)) => v.parse().map_err(|m: String| invalid(&origin, m))?,
+        None => UsernameFormat::Name,
+    };
+    let max_token_length = match &file.authentication.max_token_length {
+        Some(v) => usize::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| (64..=1 << 20).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    &ctx.file_origin("authentication.max_token_length", v),
+                    "must be between 64 and 1048576",
+                )
+            })?,
+        None => 4096,
+    };
+
+    // cache
+    let c = &file.cache;
+    let max_entries = match &c.max_entries {
+        Some(v) => usize::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| (1..=10_000_000).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    &ctx.file_origin("cache.max_entries", v),
+                    "must be between 1 and 10000000",
+                )
+            })?,
+        None => 10_000,
+    };
+    let cache = CacheConfig {
+        max_entries,
+        ttl: duration(
+            &ctx,
+            c.ttl.as_ref(),
+            "cache.ttl",
+            Duration::from_secs(60),
+            Duration::ZERO,
+            Duration::from_secs(24 * 3600),
+        )?,
+        negative_ttl: duration(
+            &ctx,
+            c.negative_ttl.as_ref(),
+            "cache.negative_ttl",
+            Duration::from_secs(10),
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        )?,
+        serve_stale: c.serve_stale_while_keystone_down.unwrap_or(false),
+    };
+
+    // policy and sync
+    let policy_file = ctx
+        .pick(
+            args.keystone_policy_file.as_ref(),
+            "keystone_policy_file",
+            "--keystone-policy-file",
+            Some("KEYSTONE_POLICY_FILE"),
+            file.policy.file.as_ref(),
+            "policy.file",
+        )
+        .map(|(v, o)| path(&v, &o))
+        .transpose()?;
+    if policy_file.is_none() {
+        warnings.push(
+            "no policy file: only authentication will work; use RBAC for authorization".into(),
+        );
+    }
+    let policy_reload_interval = duration(
+        &ctx,
+        file.policy.reload_interval.as_ref(),
+        "policy.reload_interval",
+        Duration::from_secs(2),
+        Duration::from_millis(100),
+        Duration::from_secs(3600),
+    )?;
+    let sync_config_file = ctx
+        .pick(
+            args.sync_config_file.as_ref(),
+            "sync_config_file",
+            "--sync-config-file",
+            Some("KEYSTONE_SYNC_CONFIG_FILE"),
+            file.sync.file.as_ref(),
+            "sync.file",
+        )
+        .map(|(v, o)| path(&v, &o))
+        .transpose()?;
+
+    // logging
+    let log_level = match (&args.log_level, args.verbosity, &file.log_level) {
+        (Some(l), _, _) => l.clone(),
+        (None, Some(v), _) => match v {
+            0..=2 => "info",
+            3..=4 => "debug",
+            _ => "trace",
+        }
+        .to_string(),
+        (None, None, Some(l)) => l.get_ref().clone(),
+        (None, None, None) => "info".to_string(),
+    };
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        return Err(ConfigError::Invalid {
+            origin: "log level".into(),
+            message: format!("{log_level:?} is not a log level or filter directive"),
+        });
+    }
+
+    Ok(Config {
+        listen,
+        tls,
+        keystone: KeystoneConfig {
+            url,
+            ca_file,
+            timeout,
+            connect_timeout,
+            service_type,
+            user_agent: ua.join(" "),
+            service_auth,
+        },
+        username_format,
+        max_token_length,
+        cache,
+        policy_file,
+        policy_reload_interval,
+        sync_config_file,
+        log_level,
+        warnings,
+    })
+}
+
+fn service_identity(s: &file::ServiceIdentitySection) -> Result<AuthRequest, String> {
+    if let Some(id) = &s.application_credential_id {
+        let secret = s
+            .application_credential_secret
+            .clone()
+            .ok_or("`application_credential_secret` is missing")?;
+        return Ok(AuthRequest::ApplicationCredential {
+            id: Some(id.clone()),
+            name: None,
+            user: None,
+            secret,
+        });
+    }
+    let password = s.password.clone().ok_or("set `application_credential_id` + `application_credential_secret`, or a user with `password`")?;
+    let user = match (&s.user_id, &s.user_name) {
+        (Some(id), _) => UserRef::Id(id.clone()),
+        (None, Some(name)) => {
+            if s.user_domain_id.is_none() && s.user_domain_name.is_none() {
+                return Err("`user_name` needs `user_domain_name` or `user_domain_id`".into());
+            }
+            UserRef::Name {
+                name: name.clone(),
+                domain_id: s.user_domain_id.clone(),
+                domain_name: s.user_domain_name.clone(),
+            }
+        }
+        (None, None) => return Err("`user_id` or `user_name` is missing".into()),
+    };
+    let scope = match (&s.project_id, &s.project_name) {
+        (Some(id), _) => Scope::ProjectId(id.clone()),
+        (None, Some(name)) => {
+            if s.project_domain_id.is_none() && s.project_domain_name.is_none() {
+                return Err(
+                    "`project_name` needs `project_domain_name` or `project_domain_id`".into(),
+                );
+            }
+            Scope::ProjectName {
+                name: name.clone(),
+                domain_id: s.project_domain_id.clone(),
+                domain_name: s.project_domain_name.clone(),
+            }
+        }
+        (None, None) => Scope::Unscoped,
+    };
+    Ok(AuthRequest::Password {
+        user,
+        password,
+        scope,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,528 @@
+//! Request handlers: each turns a request body into a reply and never fails (errors become
+//! HTTP answers here and only here).
+//!
+//! What the apiserver gets:
+//! * a review it sent correctly: HTTP 200 with the verdict, in the request's `apiVersion`;
+//! * a body that is not a review of the right kind and version: HTTP 400 with a `Status` that
+//!   says what is wrong (the apiserver never sends such bodies; people with curl do).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tracing::{debug, info};
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+
+use super::State;
+use kk_core::k8s::{
+    self, SubjectAccessReviewRequest, SubjectAccessReviewResponse, SubjectAccessReviewStatus,
+    TokenReviewRequest, TokenReviewResponse, TypeMeta,
+};
+use kk_policy::{Attributes, Request};
+
+/// Which review a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// `/webhook`: either, by `kind`.
+    Any,
+    /// `/authenticate`.
+    TokenReview,
+    /// `/authorize`.
+    SubjectAccessReview,
+}
+
+/// A Kubernetes `Status` error body.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusBody<'a> {
+    kind: &'static str,
+    api_version: &'static str,
+    status: &'static str,
+    message: &'a str,
+    reason: &'static str,
+    code: u16,
+}
+
+/// An error reply with a Kubernetes `Status` body.
+pub fn status_reply(code: StatusCode, message: &str) -> Response {
+    let reason = match code {
+        StatusCode::BAD_REQUEST => "BadRequest",
+        StatusCode::PAYLOAD_TOO_LARGE => "RequestEntityTooLarge",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        StatusCode::REQUEST_TIMEOUT => "Timeout",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+        _ => "InternalError",
+    };
+    let body = StatusBody {
+        kind: "Status",
+        api_version: "v1",
+        status: "Failure",
+        message,
+        reason,
+        code: code.as_u16(),
+    };
+    warp::reply::with_status(warp::reply::json(&body), code).into_response()
+}
+
+fn bad_request(state: &State, message: &str) -> Response {
+    state.metrics.inc(
+        "k8s_keystone_auth_http_requests_rejected_total",
+        &[("reason", "bad_request")],
+    );
+    debug!(%message, "bad request");
+    status_reply(StatusCode::BAD_REQUEST, message)
+}
+
+/// Checks `kind` and `apiVersion` and says precisely what is wrong.
+fn check_type(meta: &TypeMeta, expect: Expect) -> Result<&'static str, String> {
+    let kind = match (meta.kind.as_str(), expect) {
+        ("TokenReview", Expect::Any | Expect::TokenReview) => "TokenReview",
+        ("SubjectAccessReview", Expect::Any | Expect::SubjectAccessReview) => "SubjectAccessReview",
+        ("", _) => return Err("`kind` is missing".into()),
+        (other, Expect::Any) => {
+            return Err(format!(
+                "unknown kind {other:?}: expected TokenReview or SubjectAccessReview"
+            ));
+        }
+        (other, Expect::TokenReview) => {
+            return Err(format!(
+                "kind {other:?} sent to /authenticate, which takes TokenReview"
+            ));
+        }
+        (other, Expect::SubjectAccessReview) => {
+            return Err(format!(
+                "kind {other:?} sent to /authorize, which takes SubjectAccessReview"
+            ));
+        }
+    };
+    let ok: &[&str] = if kind == "TokenReview" {
+        &[k8s::AUTHENTICATION_V1, k8s::AUTHENTICATION_V1BETA1]
+    } else {
+        &[k8s::AUTHORIZATION_V1, k8s::AUTHORIZATION_V1BETA1]
+    };
+    if meta.api_version.is_empty() {
+        return Err("`apiVersion` is missing".into());
+    }
+    if !ok.contains(&meta.api_version.as_str()) {
+        return Err(format!(
+            "unknown apiVersion {:?} for {kind}: expected {} or {}",
+            meta.api_version, ok[0], ok[1]
+        ));
+    }
+    Ok(kind)
+}
+
+/// `POST /webhook`, `/authenticate`, `/authorize`.
+pub async fn review(
+    expect: Expect,
+    body: Bytes,
+    state: Arc<State>,
+) -> Result<Response, std::convert::Infallible> {
+    let started = Instant::now();
+    // serde reads a struct from a JSON array too; a review is always an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Ok(bad_request(&state, "request body is not a JSON object"));
+    }
+    let meta: TypeMeta = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return Ok(bad_request(
+                &state,
+                &format!("request body is not a JSON object: {e}"),
+            ));
+        }
+    };
+    let kind = match check_type(&meta, expect) {
+        Ok(k) => k,
+        Err(message) => return Ok(bad_request(&state, &message)),
+    };
+    let reply = if kind == "TokenReview" {
+        token_review(&body, &state, started).await
+    } else {
+        subject_access_review(&body, &state, started)
+    };
+    Ok(reply)
+}
+
+async fn token_review(body: &[u8], state: &State, started: Instant) -> Response {
+    let req: TokenReviewRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(state, &format!("invalid TokenReview: {e}")),
+    };
+    let review = state.authenticator.review(&req.spec.token).await;
+    let elapsed = started.elapsed();
+    state.metrics.inc(
+        "k8s_keystone_auth_reviews_total",
+        &[("kind", "TokenReview"), ("result", review.result)],
+    );
+    state.metrics.observe_review("TokenReview", elapsed);
+    let user = review
+        .status
+        .user
+        .as_ref()
+        .map(|u| u.username.as_str())
+        .unwrap_or("");
+    info!(
+        kind = "TokenReview",
+        api_version = %req.type_meta.api_version,
+        user,
+        result = review.result,
+        reason = %review.reason,
+        latency_ms = ms(elapsed),
+        cache = review.source,
+        "review"
+    );
+    let answer = TokenReviewResponse {
+        type_meta: req.type_meta,
+        status: review.status,
+    };
+    warp::reply::json(&answer).into_response()
+}
+
+fn subject_access_review(body: &[u8], state: &State, started: Instant) -> Response {
+    let req: SubjectAccessReviewRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(state, &format!("invalid SubjectAccessReview: {e}")),
+    };
+    let spec = &req.spec;
+    let attributes = match (&spec.resource_attributes, &spec.non_resource_attributes) {
+        (Some(r), _) => Attributes::Resource {
+            verb: &r.verb,
+            namespace: &r.namespace,
+            group: &r.group,
+            version: &r.version,
+            resource: &r.resource,
+            subresource: &r.subresource,
+            name: &r.name,
+        },
+        (None, Some(n)) => Attributes::NonResource {
+            verb: &n.verb,
+            path: &n.path,
+        },
+        (None, None) => {
+            return bad_request(
+                state,
+                "invalid SubjectAccessReview: spec.resourceAttributes or spec.nonResourceAttributes is required",
+            );
+        }
+    };
+    let policy = state.policy();
+    let decision = policy.evaluate(&Request {
+        user: &spec.user,
+        uid: &spec.uid,
+        groups: spec.all_groups(),
+        extra: spec.extra.as_ref(),
+        attributes,
+    });
+    let elapsed = started.elapsed();
+    let result = if decision.allowed {
+        "allowed"
+    } else if decision.denied {
+        "denied"
+    } else {
+        "no_opinion"
+    };
+    state.metrics.inc(
+        "k8s_keystone_auth_reviews_total",
+        &[("kind", "SubjectAccessReview"), ("result", result)],
+    );
+    state.metrics.observe_review("SubjectAccessReview", elapsed);
+    // Formatted only when the log line is emitted (most SARs are logged at debug level).
+    let what = RequestLine(spec);
+    // Requests of users that are not from Keystone (system components) are the bulk of the
+    // traffic and never match; keep them out of the info log.
+    if spec
+        .extra
+        .as_ref()
+        .is_some_and(kk_policy::is_keystone_identity)
+    {
+        info!(kind = "SubjectAccessReview", user = %spec.user, request = %what, result, reason = %decision.reason, latency_ms = ms(elapsed), "review");
+    } else {
+        debug!(kind = "SubjectAccessReview", user = %spec.user, request = %what, result, reason = %decision.reason, latency_ms = ms(elapsed), "review");
+    }
+    let answer = SubjectAccessReviewResponse {
+        type_meta: req.type_meta,
+        status: SubjectAccessReviewStatus {
+            allowed: decision.allowed,
+            denied: decision.denied,
+            reason: decision.reason,
+            evaluation_error: String::new(),
+        },
+    };
+    warp::reply::json(&answer).into_response()
+}
+
+/// `verb namespace/resource[/subresource]` or `verb path`, for the decision log.
+struct RequestLine<'a>(&'a k8s::SubjectAccessReviewSpec);
+
+impl std::fmt::Display for RequestLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.0.resource_attributes, &self.0.non_resource_attributes) {
+            (Some(r), _) if r.subresource.is_empty() => {
+                write!(f, "{} {}/{}", r.verb, r.namespace, r.resource)
+            }
+            (Some(r), _) => write!(
+                f,
+                "{} {}/{}/{}",
+                r.verb, r.namespace, r.resource, r.subresource
+            ),
+            (None, Some(n)) => write!(f, "{} {}", n.verb, n.path),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// `GET /healthz`: the process serves requests.
+pub async fn healthz() -> Result<Response, std::convert::Infallible> {
+    Ok(warp::reply::with_header("ok\n", "content-type", "text/plain").into_response())
+}
+
+/// How recent a Keystone answer must be for `/readyz` to skip its own probe.
+const READY_WINDOW: Duration = Duration::from_secs(30);
+
+/// `GET /readyz`: Keystone answered recently, or answers a probe now.
+pub async fn readyz(state: Arc<State>) -> Result<Response, std::convert::Infallible> {
+    let keystone = state.authenticator.keystone();
+    let recent = keystone
+        .last_answer()
+        .is_some_and(|t| t.elapsed() < READY_WINDOW);
+    if recent {
+        return Ok(warp::reply::with_header("ok\n", "content-type", "text/plain").into_response());
+    }
+    match keystone.probe().await {
+        Ok(()) => {
+            Ok(warp::reply::with_header("ok\n", "content-type", "text/plain").into_response())
+        }
+        Err(e) => {
+            let msg = format!("not ready: {}\n", kk_core::error_chain(&e));
+            Ok(warp::reply::with_status(
+                warp::reply::with_header(msg, "content-type", "text/plain"),
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .into_response())
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(state: Arc<State>) -> Result<Response, std::convert::Infallible> {
+    Ok(warp::reply::with_header(
+        state.metrics.render(),
+        "content-type",
+        "text/plain; version=0.0.4",
+    )
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(v: &str, k: &str) -> TypeMeta {
+        TypeMeta {
+            api_version: v.into(),
+            kind: k.into(),
+        }
+    }
+
+    #[test]
+    fn kinds_and_versions_are_checked_in_pairs() {
+        assert_eq!(
+            check_type(&meta(k8s::AUTHENTICATION_V1, "TokenReview"), Expect::Any),
+            Ok("TokenReview")
+        );
+        assert_eq!(
+            check_type(
+                &meta(k8s::AUTHENTICATION_V1BETA1, "TokenReview"),
+                Expect::TokenReview
+            ),
+            Ok("TokenReview")
+        );
+        assert_eq!(
+            check_type(
+                &meta(k8s::AUTHORIZATION_V1, "SubjectAccessReview"),
+                Expect::Any
+            ),
+            Ok("SubjectAccessReview")
+        );
+        let e = check_type(&meta(k8s::AUTHORIZATION_V1, "TokenReview"), Expect::Any).unwrap_err();
+        assert!(
+            e.contains("unknown apiVersion \"authorization.k8s.io/v1\" for TokenReview"),
+            "{e}"
+        );
+        let e = check_type(
+            &meta("authentication.k8s.io/v2", "TokenReview"),
+            Expect::Any,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("expected authentication.k8s.io/v1 or authentication.k8s.io/v1beta1"),
+            "{e}"
+        );
+        assert!(
+            check_type(
+                &meta(k8s::AUTHENTICATION_V1, "TokenReview"),
+                Expect::SubjectAccessReview
+            )
+            .unwrap_err()
+            .contains("/authorize")
+        );
+        assert!(
+            check_type(&meta(k8s::AUTHENTICATION_V1, "Pod"), Expect::Any)
+                .unwrap_err()
+                .contains("unknown kind \"Pod\"")
+        );
+        assert_eq!(
+            check_type(&meta("", ""), Expect::Any).unwrap_err(),
+            "`kind` is missing"
+        );
+    }
+
+    #[test]
+    fn request_lines_name_verb_and_target() {
+        let mut spec = k8s::SubjectAccessReviewSpec::default();
+        assert_eq!(RequestLine(&spec).to_string(), "");
+        spec.non_resource_attributes = Some(k8s::NonResourceAttributes {
+            path: "/api".into(),
+            verb: "get".into(),
+        });
+        assert_eq!(RequestLine(&spec).to_string(), "get /api");
+        spec.resource_attributes = Some(k8s::ResourceAttributes {
+            verb: "create".into(),
+            namespace: "default".into(),
+            resource: "pods".into(),
+            ..Default::default()
+        });
+        assert_eq!(RequestLine(&spec).to_string(), "create default/pods");
+        if let Some(r) = spec.resource_attributes.as_mut() {
+            r.subresource = "exec".into();
+        }
+        assert_eq!(RequestLine(&spec).to_string(), "create default/pods/exec");
+    }
+
+    /// A state with a policy that grants everything to every Keystone user; Keystone is never
+    /// asked by a SubjectAccessReview.
+    fn state_allowing_everything(dir: &std::path::Path) -> Arc<State> {
+        // What `main` does first: the Keystone client's reqwest uses the process provider.
+        kk_core::tls::install_crypto_provider();
+        let policy = dir.join("policy.json");
+        std::fs::write(
+            &policy,
+            r#"[{"resource_permissions": {"*/*": ["*"]}, "nonresource_permissions": {"/healthz": ["get"]}}]"#,
+        )
+        .unwrap();
+        let config = crate::config::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+            keystone: crate::config::KeystoneConfig {
+                url: "http://127.0.0.1:1/v3".parse().unwrap(),
+                ca_file: None,
+                timeout: Duration::from_secs(1),
+                connect_timeout: Duration::from_secs(1),
+                service_type: "k8s".into(),
+                user_agent: "test".into(),
+                service_auth: None,
+            },
+            username_format: Default::default(),
+            max_token_length: 4096,
+            cache: crate::config::CacheConfig {
+                max_entries: 10,
+                ttl: Duration::from_secs(60),
+                negative_ttl: Duration::from_secs(10),
+                serve_stale: false,
+            },
+            policy_file: Some(policy),
+            policy_reload_interval: Duration::from_secs(2),
+            sync_config_file: None,
+            log_level: "info".into(),
+            warnings: vec![],
+        };
+        let metrics = Arc::new(kk_core::metrics::Metrics::default());
+        Arc::new(State::build(&config, metrics).unwrap())
+    }
+
+    async fn authorize(
+        state: &Arc<State>,
+        extra: serde_json::Value,
+        attributes: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut spec =
+            serde_json::json!({"user": "alice", "uid": "u1", "groups": ["p1"], "extra": extra});
+        for (k, v) in attributes.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let body = serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec});
+        let reply = warp::test::request()
+            .method("POST")
+            .path("/authorize")
+            .json(&body)
+            .reply(&super::super::filters::routes(state.clone()))
+            .await;
+        assert_eq!(reply.status(), 200);
+        serde_json::from_slice(reply.body()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn access_rules_outside_are_an_explicit_deny_on_the_wire() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_allowing_everything(dir.path());
+        let restricted = serde_json::json!({
+            k8s::extra_keys::PROJECT_ID: ["p1"],
+            k8s::extra_keys::ACCESS_RULES: ["GET /api/v1/namespaces/*/pods"],
+        });
+        let pods = serde_json::json!({"resourceAttributes": {"verb": "list", "namespace": "x", "version": "v1", "resource": "pods"}});
+        let deploy = serde_json::json!({"resourceAttributes": {"verb": "create", "namespace": "x", "group": "apps", "version": "v1", "resource": "deployments"}});
+        let log = serde_json::json!({"resourceAttributes": {"verb": "get", "namespace": "x", "version": "v1", "resource": "pods", "subresource": "log", "name": "web-0"}});
+        let ok = authorize(&state, restricted.clone(), pods.clone()).await;
+        assert_eq!(ok["status"]["allowed"], true, "{ok}");
+        assert!(ok["status"].get("denied").is_none(), "{ok}");
+        let no = authorize(&state, restricted.clone(), deploy.clone()).await;
+        assert_eq!(
+            no["status"],
+            serde_json::json!({"allowed": false, "denied": true,
+                "reason": "POST /apis/apps/v1/namespaces/x/deployments: the application credential's access rules do not allow it"}),
+        );
+        let no = authorize(&state, restricted.clone(), log).await;
+        assert_eq!(no["status"]["denied"], true, "{no}");
+        assert!(
+            no["status"]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("GET /api/v1/namespaces/x/pods/web-0/log: "),
+            "{no}"
+        );
+        // Without the key the same user is not restricted; without a Keystone identity the
+        // key changes nothing.
+        let free = authorize(
+            &state,
+            serde_json::json!({k8s::extra_keys::PROJECT_ID: ["p1"]}),
+            deploy.clone(),
+        )
+        .await;
+        assert_eq!(free["status"]["allowed"], true, "{free}");
+        let sa = authorize(
+            &state,
+            serde_json::json!({k8s::extra_keys::CREDENTIAL_ID: ["JTI=1"], k8s::extra_keys::ACCESS_RULES: ["GET /x"]}),
+            deploy,
+        )
+        .await;
+        assert_eq!(
+            sa["status"],
+            serde_json::json!({"allowed": false, "reason": "not a Keystone identity"})
+        );
+        let text = state.metrics.render();
+        assert!(
+            text.contains(
+                r#"k8s_keystone_auth_reviews_total{kind="SubjectAccessReview",result="denied"} 2"#
+            ),
+            "{text}"
+        );
+    }
+}
