@@ -728,6 +728,17 @@ async fn keystone_stopped_then_started_again() {
                 .await,
             1
         );
+        // Each of its 3 reviews is counted once: the stale answer is not also a miss.
+        let mut counted = Vec::new();
+        for result in ["hit", "miss", "coalesced", "stale"] {
+            let needle =
+                format!("k8s_keystone_auth_token_cache_requests_total{{result=\"{result}\"}}");
+            counted.push((result, stale.metric(&needle).await));
+        }
+        assert_eq!(
+            counted,
+            [("hit", 0), ("miss", 2), ("coalesced", 0), ("stale", 1)]
+        );
     }
     // Errors were not cached: the same token now validates.
     assert_alice(&plain.token_review("v1", &other).await, &ALL_ROLES, &GROUPS);
