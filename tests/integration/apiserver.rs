@@ -689,6 +689,71 @@ impl Drop for OwnApiserver {
     }
 }
 
+/// Freezes Keystone's gunicorn processes (SIGSTOP: connections are accepted by the kernel but
+/// never answered, as with a hung Keystone) and thaws them when dropped.
+struct FrozenKeystone(Vec<nix::unistd::Pid>);
+
+impl FrozenKeystone {
+    fn freeze() -> Self {
+        let master = std::fs::read_to_string(Path::new(&env("KS_DIR")).join("gunicorn.pid"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let children = std::process::Command::new("pgrep")
+            .args(["-P", &master])
+            .output()
+            .unwrap();
+        let mut pids: Vec<nix::unistd::Pid> = String::from_utf8_lossy(&children.stdout)
+            .split_whitespace()
+            .map(|p| nix::unistd::Pid::from_raw(p.parse().unwrap()))
+            .collect();
+        pids.push(nix::unistd::Pid::from_raw(master.parse().unwrap()));
+        for p in &pids {
+            nix::sys::signal::kill(*p, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        }
+        FrozenKeystone(pids)
+    }
+}
+
+impl Drop for FrozenKeystone {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = nix::sys::signal::kill(*p, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+}
+
+/// A hung Keystone: kubectl gets an error bounded by the service's Keystone timeout (5 s per
+/// review; kubectl's discovery retries may ask twice), not the apiserver's 30 s webhook timeout,
+/// and once Keystone answers again the same token works (the error was not cached).
+#[tokio::test]
+async fn a_hung_keystone_is_a_bounded_error_that_is_not_cached() {
+    let _ks = KEYSTONE.write().await;
+    let ks = Keystone::get();
+    let bed = Bed::get("v1");
+    let sb = Sandbox::new();
+    let token = ks
+        .app_cred_token(&env("KS_AC_KUBECTL_RO_ID"), &env("KS_AC_KUBECTL_RO_SECRET"))
+        .await
+        .unwrap();
+    let frozen = FrozenKeystone::freeze();
+    let run = bed.with_token(&sb, &token, &["get", "--raw", "/api"]).await;
+    drop(frozen);
+    assert_ne!(run.code, Some(0), "accepted while Keystone hangs");
+    assert!(
+        run.took >= Duration::from_secs(4) && run.took < Duration::from_secs(25),
+        "kubectl took {:?} with Keystone hanging: {}",
+        run.took,
+        run.stderr
+    );
+    record_figure(&format!(
+        "Keystone hanging: kubectl refused after {:.1} s (the service's Keystone timeout is 5 s)",
+        run.took.as_secs_f64()
+    ));
+    let run = bed.with_token(&sb, &token, &["get", "--raw", "/api"]).await;
+    assert_eq!(run.code, Some(0), "the failure was cached: {}", run.stderr);
+}
+
 /// A webhook kubeconfig for a [`Service`] of a test's own (its CA pinned, no client certificate).
 fn webhook_kubeconfig(svc: &Service) -> PathBuf {
     use base64::Engine;

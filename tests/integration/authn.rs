@@ -608,8 +608,14 @@ async fn cache_hits_and_single_flight_are_visible_in_keystones_log() {
     );
 }
 
+/// A valid answer is cached for the TTL, and only for it: the cached "yes" stands for a deleted
+/// credential within the TTL, Keystone's "no" arrives after it. Deleting the credential may
+/// take longer than the TTL (SQLite "database is locked" retries): then the "within the TTL"
+/// half could not be checked, and the round is repeated with a new credential.
 #[tokio::test]
 async fn positive_answers_lag_keystone_by_at_most_the_ttl() {
+    const TTL: Duration = Duration::from_secs(2);
+    const HIT: &str = "k8s_keystone_auth_token_cache_requests_total{result=\"hit\"}";
     let _ks = KEYSTONE.read().await;
     let ks = Keystone::get();
     let svc = Service::start(Options {
@@ -617,14 +623,38 @@ async fn positive_answers_lag_keystone_by_at_most_the_ttl() {
         ..Default::default()
     })
     .await;
-    let name = format!("lag-{}", free_port());
-    let (id, secret) = ks.create_alice_app_cred(&name, json!({})).await;
-    let t = ks.app_cred_token(&id, &secret).await.unwrap();
-    assert_eq!(svc.token_review("v1", &t).await["authenticated"], true);
-    ks.delete_alice_app_cred(&id).await;
-    // Within the TTL the cached answer stands; after it, Keystone's "no" arrives.
-    assert_eq!(svc.token_review("v1", &t).await["authenticated"], true);
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let mut rounds = 0;
+    let (t, cached_by) = loop {
+        rounds += 1;
+        assert!(
+            rounds <= 5,
+            "deleting a credential always took longer than the TTL"
+        );
+        let name = format!("lag-{}", free_port());
+        let (id, secret) = ks.create_alice_app_cred(&name, json!({})).await;
+        let t = ks.app_cred_token(&id, &secret).await.unwrap();
+        // The entry is fresh from when the service stored it, after `sent` and before
+        // `answered`: until sent + TTL at least, and at most until answered + TTL.
+        let sent = Instant::now();
+        assert_eq!(svc.token_review("v1", &t).await["authenticated"], true);
+        let answered = Instant::now();
+        ks.delete_alice_app_cred(&id).await;
+        // Keep a margin for the review's own travel time.
+        if sent.elapsed() + Duration::from_millis(300) >= TTL {
+            eprintln!(
+                "round {rounds}: the deletion took {:?}, past the TTL; again",
+                answered.elapsed()
+            );
+            continue;
+        }
+        // Within the TTL the cached answer stands, from the cache.
+        let hits = svc.metric(HIT).await;
+        assert_eq!(svc.token_review("v1", &t).await["authenticated"], true);
+        assert_eq!(svc.metric(HIT).await, hits + 1, "answered from the cache");
+        break (t, answered);
+    };
+    // After the TTL, Keystone's "no" arrives.
+    tokio::time::sleep_until((cached_by + TTL + Duration::from_millis(200)).into()).await;
     assert_eq!(
         svc.token_review("v1", &t).await,
         json!({"authenticated": false})
@@ -727,6 +757,17 @@ async fn keystone_stopped_then_started_again() {
                 .metric("k8s_keystone_auth_token_cache_requests_total{result=\"stale\"}")
                 .await,
             1
+        );
+        // Each of its 3 reviews is counted once: the stale answer is not also a miss.
+        let mut counted = Vec::new();
+        for result in ["hit", "miss", "coalesced", "stale"] {
+            let needle =
+                format!("k8s_keystone_auth_token_cache_requests_total{{result=\"{result}\"}}");
+            counted.push((result, stale.metric(&needle).await));
+        }
+        assert_eq!(
+            counted,
+            [("hit", 0), ("miss", 2), ("coalesced", 0), ("stale", 1)]
         );
     }
     // Errors were not cached: the same token now validates.

@@ -232,9 +232,30 @@ async fn policy_file_reloads_good_versions_and_ignores_bad_ones() {
         "{}",
         svc.log_text()
     );
-    // A missing file is also a failure, never an empty policy.
+    // A missing file is also a failure, never an empty policy: once the reload has been tried
+    // (counted), the last good policy is still in force.
+    let failures_before = svc
+        .metric("k8s_keystone_auth_policy_reloads_total{result=\"failure\"}")
+        .await;
     std::fs::remove_file(&path).unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while svc
+        .metric("k8s_keystone_auth_policy_reloads_total{result=\"failure\"}")
+        .await
+        == failures_before
+    {
+        assert!(
+            Instant::now() < deadline,
+            "missing policy file not noticed; log:\n{}",
+            svc.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        svc.log_text().contains("cannot read policy file"),
+        "{}",
+        svc.log_text()
+    );
     assert_eq!(
         decide(&svc, "v1", &user, deploy.clone()).await["allowed"],
         true

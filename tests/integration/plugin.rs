@@ -1647,6 +1647,41 @@ async fn a_cache_lock_held_too_long_is_a_warning_not_a_failure() {
     drop(held);
 }
 
+/// A bad duration is an error of the command line even when a fresh token is cached: nothing
+/// on stdout, a non-zero exit, and a message naming the flag (and the variable, where there is
+/// one), for every duration setting.
+#[tokio::test]
+async fn a_bad_duration_fails_even_with_a_fresh_cached_token() {
+    let _ks = KEYSTONE.read().await;
+    let sb = Sandbox::new();
+    let env = app_cred_env();
+    let token = sb.plugin(&[], &env).await.token();
+    assert_eq!(
+        sb.plugin(&[], &env).await.token(),
+        token,
+        "the cache is fresh"
+    );
+    for flag in ["--lock-timeout", "--refresh-margin", "--refusal-ttl"] {
+        for args in [vec![flag, "garbage"], vec!["token", flag, "garbage"]] {
+            let run = sb.plugin(&args, &env).await;
+            let err = run.failed();
+            assert!(
+                err.contains(flag) && err.contains("garbage") && !err.contains(&token),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    let mut bad_var = env.clone();
+    bad_var.push(("OS_REFUSAL_TTL", "garbage".into()));
+    let run = sb.plugin(&[], &bad_var).await;
+    let err = run.failed();
+    assert!(
+        err.contains("OS_REFUSAL_TTL") && err.contains("--refusal-ttl") && err.contains("garbage"),
+        "{err}"
+    );
+    assert_eq!(sb.plugin(&[], &env).await.token(), token, "still cached");
+}
+
 /// A Keystone URL with a password or a token in it is never echoed.
 #[tokio::test]
 async fn a_keystone_url_with_a_password_or_a_token_is_not_echoed() {

@@ -110,9 +110,25 @@ async fn certificates_are_reloaded_when_their_files_change() {
     let new_pki = Pki::new("renewed");
     let (c, k) = new_pki.leaf("k8s-keystone-auth", true);
     // Key first, then certificate, as a careless writer would: the mismatched pair in between
-    // is rejected and the old certificate stays in force.
+    // is rejected (counted) and the old certificate stays in force.
+    const FAILURE: &str = "k8s_keystone_auth_tls_reloads_total{result=\"failure\"}";
+    let failures_before = svc.metric(FAILURE).await;
     write_atomic(&svc.dir.path().join("tls.key"), &k);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while svc.metric(FAILURE).await == failures_before {
+        assert!(
+            Instant::now() < deadline,
+            "mismatched key not noticed; log:\n{}",
+            svc.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        svc.metric("k8s_keystone_auth_tls_reloads_total{result=\"success\"}")
+            .await,
+        0,
+        "the mismatched pair was not taken"
+    );
     assert_eq!(
         svc.get("/healthz").await.0,
         200,
@@ -153,11 +169,7 @@ async fn certificates_are_reloaded_when_their_files_change() {
             .await
             >= 1
     );
-    assert!(
-        svc.metric("k8s_keystone_auth_tls_reloads_total{result=\"failure\"}")
-            .await
-            >= 1
-    );
+    assert!(svc.metric(FAILURE).await > failures_before);
 }
 
 #[tokio::test]

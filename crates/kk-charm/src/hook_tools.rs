@@ -1,5 +1,5 @@
 //! The Juju hook tools the charm uses, behind a trait: `config-get`, `relation-ids`,
-//! `relation-list`, `status-set`, `juju-log`, `application-version-set`.
+//! `status-set`, `juju-log`, `application-version-set`.
 //!
 //! The real implementation ([`JujuTools`]) runs the tools found on `PATH` (Juju puts them there
 //! for every hook), always with `--format=json` where they print, and `--` before free text.

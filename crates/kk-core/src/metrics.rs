@@ -51,7 +51,7 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "k8s_keystone_auth_token_cache_requests_total",
         "counter",
-        "Token cache lookups, by result (hit, miss, coalesced, stale).",
+        "Token cache lookups, one per review past the prefilter, by where the answer came from (hit, miss, coalesced, stale).",
     ),
     (
         "k8s_keystone_auth_token_cache_entries",

@@ -3,7 +3,7 @@
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `level` is an `EnvFilter` directive (`info`,
-/// `kubernetes_keystone=debug,info`); `RUST_LOG`, when set, wins. Safe to call twice.
+/// `kk_webhook=debug,info`); `RUST_LOG`, when set, wins. Safe to call twice.
 pub fn init(level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))

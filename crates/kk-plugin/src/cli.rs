@@ -1,6 +1,7 @@
 //! The command line of `kubectl-keystone-auth`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -11,6 +12,21 @@ use kk_core::secret::Secret;
 /// `<redacted>`).
 fn secret(s: &str) -> Result<Secret, std::convert::Infallible> {
     Ok(Secret::new(s))
+}
+
+/// Duration flags are parsed by clap, so that a bad value is an error before anything else is
+/// done (no cached token is printed past a typo).
+fn duration(s: &str) -> Result<Duration, String> {
+    kk_core::parse_duration(s)
+}
+
+/// `--refusal-ttl` is checked by clap too; it stays text because an empty value means "unset"
+/// (then `OS_REFUSAL_TTL` counts), which [`super::refusal_ttl`] resolves.
+fn refusal_ttl_flag(s: &str) -> Result<String, String> {
+    if !s.trim().is_empty() {
+        super::parse_refusal_ttl(s)?;
+    }
+    Ok(s.to_string())
 }
 
 /// kubectl credential plugin for OpenStack Keystone.
@@ -114,15 +130,15 @@ pub struct CredentialArgs {
     /// credential, so that kubectl's retries make one attempt, not one per run, and cannot lock
     /// the account; a changed password or secret is tried at once; 0 turns this off
     /// [env: OS_REFUSAL_TTL] [default: 30s]
-    #[arg(long, global = true, value_name = "DURATION")]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = refusal_ttl_flag)]
     pub refusal_ttl: Option<String>,
     /// A cached token is renewed when it expires within this time (e.g. 30s, 5m, 1h)
-    #[arg(long, global = true, value_name = "DURATION", default_value = "5m")]
-    pub refresh_margin: String,
+    #[arg(long, global = true, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    pub refresh_margin: Duration,
     /// How long to wait for another run holding the token cache's lock before going on without
     /// the cache
-    #[arg(long, global = true, value_name = "DURATION", default_value = "60s")]
-    pub lock_timeout: String,
+    #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub lock_timeout: Duration,
     /// Log level on stderr [env: RUST_LOG]
     #[arg(
         long,
@@ -270,6 +286,60 @@ mod tests {
         assert!(err.contains("--log-level") && err.contains("loud"), "{err}");
         let cli = Cli::try_parse_from(["kubectl-keystone-auth", "--log-level", "DEBUG"]).unwrap();
         assert_eq!(cli.credential.log_level.to_ascii_lowercase(), "debug");
+    }
+
+    #[test]
+    fn bad_durations_are_errors_of_the_command_line_naming_the_flag() {
+        for flag in ["--lock-timeout", "--refresh-margin", "--refusal-ttl"] {
+            for args in [
+                vec!["kubectl-keystone-auth", flag, "garbage"],
+                vec![
+                    "kubectl-keystone-auth",
+                    "kubeconfig",
+                    "--server",
+                    "https://k:6443",
+                    flag,
+                    "5 parsecs",
+                ],
+            ] {
+                let err = Cli::try_parse_from(&args).unwrap_err();
+                let text = err.to_string();
+                assert_eq!(
+                    err.kind(),
+                    clap::error::ErrorKind::ValueValidation,
+                    "{text}"
+                );
+                assert!(
+                    text.contains(flag) && text.contains("is not a duration"),
+                    "{text}"
+                );
+            }
+        }
+        let cli = Cli::try_parse_from([
+            "kubectl-keystone-auth",
+            "--lock-timeout",
+            "1s",
+            "--refresh-margin",
+            "1000h",
+            "--refusal-ttl",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(cli.credential.lock_timeout, Duration::from_secs(1));
+        assert_eq!(
+            cli.credential.refresh_margin,
+            Duration::from_secs(1000 * 3600)
+        );
+        assert_eq!(cli.credential.refusal_ttl.as_deref(), Some("0"));
+        let cli = Cli::try_parse_from(["kubectl-keystone-auth", "--refusal-ttl", ""]).unwrap();
+        assert_eq!(
+            cli.credential.refusal_ttl.as_deref(),
+            Some(""),
+            "empty: unset"
+        );
+        let cli = Cli::try_parse_from(["kubectl-keystone-auth"]).unwrap();
+        assert_eq!(cli.credential.lock_timeout, Duration::from_secs(60));
+        assert_eq!(cli.credential.refresh_margin, Duration::from_secs(300));
     }
 
     #[test]

@@ -309,8 +309,24 @@ pub const DEFAULT_REFUSAL_TTL: Duration = Duration::from_secs(30);
 /// Longest `--refusal-ttl`.
 const MAX_REFUSAL_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// A refusal TTL: a duration, or `0` to turn the memory off; at most 24 h. The error says what
+/// is wrong with the value (the caller names where it came from).
+pub fn parse_refusal_ttl(value: &str) -> Result<Duration, String> {
+    let ttl = if value.trim() == "0" {
+        Duration::ZERO
+    } else {
+        kk_core::parse_duration(value)
+            .map_err(|e| format!("{e}, or 0 to turn the refusal memory off"))?
+    };
+    if ttl > MAX_REFUSAL_TTL {
+        return Err(format!("{value:?} is longer than the most allowed, 24h"));
+    }
+    Ok(ttl)
+}
+
 /// How long a refusal is remembered: `--refusal-ttl`, else `OS_REFUSAL_TTL`, else 30 s; `0`
-/// turns the memory off. An empty value counts as unset.
+/// turns the memory off. An empty value counts as unset. (clap has already checked the flag;
+/// the variable is checked here, before anything is looked up.)
 pub fn refusal_ttl(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<Duration> {
     let (value, source) = match flag.filter(|v| !v.trim().is_empty()) {
         Some(v) => (v.to_string(), "--refusal-ttl".to_string()),
@@ -322,16 +338,7 @@ pub fn refusal_ttl(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> 
             None => return Ok(DEFAULT_REFUSAL_TTL),
         },
     };
-    let ttl = if value.trim() == "0" {
-        Duration::ZERO
-    } else {
-        kk_core::parse_duration(&value)
-            .map_err(|e| anyhow::anyhow!("{source}: {e}, or 0 to turn the refusal memory off"))?
-    };
-    if ttl > MAX_REFUSAL_TTL {
-        bail!("{source}: {value:?} is longer than the most allowed, 24h");
-    }
-    Ok(ttl)
+    parse_refusal_ttl(&value).map_err(|e| anyhow::anyhow!("{source}: {e}"))
 }
 
 /// The memory of Keystone's refusals of one credential: a file in the token cache's directory,
@@ -426,11 +433,12 @@ fn expiry(body: &Token) -> Result<SystemTime> {
 
 /// The exec plugin: returns the ExecCredential JSON to print.
 pub async fn exec_credential(args: &CredentialArgs, ctx: &Process<'_>) -> Result<String> {
+    // Every duration is known to be valid before anything is looked up: the flags were parsed
+    // by clap, the variable is parsed here.
+    let refusal_ttl = refusal_ttl(args.refusal_ttl.as_deref(), ctx.env)?;
+    let margin = args.refresh_margin;
     let info = exec::parse_exec_info((ctx.env)("KUBERNETES_EXEC_INFO").as_deref())?;
     let interactive = exec::may_prompt(&info, ctx.stdin_is_terminal);
-    let margin = kk_core::parse_duration(&args.refresh_margin)
-        .map_err(|e| anyhow::anyhow!("--refresh-margin: {e}"))?;
-    let refusal_ttl = refusal_ttl(args.refusal_ttl.as_deref(), ctx.env)?;
     let mut layers = layers(args, ctx)?;
     let mut plan = resolve(&mut layers, interactive)?;
     let identity = plan.identity();
@@ -490,10 +498,8 @@ pub async fn exec_credential(args: &CredentialArgs, ctx: &Process<'_>) -> Result
     if let Some(m) = &memory {
         m.check(cache.as_ref(), auth)?;
     }
-    let timeout = kk_core::parse_duration(&args.lock_timeout)
-        .map_err(|e| anyhow::anyhow!("--lock-timeout: {e}"))?;
     let (cache, _lock) = match cache {
-        Some(c) => match c.lock(&key, timeout).await {
+        Some(c) => match c.lock(&key, args.lock_timeout).await {
             Ok(lock) => (Some(c), Some(lock)),
             Err(e) => {
                 warn!("{e:#}; going on without the token cache");

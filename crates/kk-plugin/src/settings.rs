@@ -708,16 +708,13 @@ pub fn resolve(layers: &[Layer]) -> Result<Plan, SettingsError> {
         field: Field::AuthUrl,
         alternative: None,
     })?;
-    let url = normalize_url(url_raw.0.expose()).map_err(|reason| {
-        // normalize_url quotes the URL it got: quote the redacted one instead.
-        let raw = url_raw.0.expose().trim();
-        let shown = kk_core::urls::redact_url(raw);
-        SettingsError::Invalid {
-            field: Field::AuthUrl,
-            reason: reason.replace(&format!("{raw:?}"), &format!("{shown:?}")),
-            value: shown,
-            origin: url_raw.1.to_string(),
-        }
+    // normalize_url's reasons quote only the redacted URL (no user info, query or fragment),
+    // and so does the value shown here.
+    let url = normalize_url(url_raw.0.expose()).map_err(|reason| SettingsError::Invalid {
+        field: Field::AuthUrl,
+        reason,
+        value: kk_core::urls::redact_url(url_raw.0.expose().trim()),
+        origin: url_raw.1.to_string(),
     })?;
     // The flow: the first layer that names a type or holds a credential decides it.
     let flow_layer = l.group(&FLOW_FIELDS);

@@ -124,12 +124,11 @@ impl Authenticator {
         } else {
             cache_status.as_str()
         };
-        if served_stale {
-            self.metrics.inc(
-                "k8s_keystone_auth_token_cache_requests_total",
-                &[("result", "stale")],
-            );
-        }
+        // Counted once per review, by where the answer came from.
+        self.metrics.inc(
+            "k8s_keystone_auth_token_cache_requests_total",
+            &[("result", source)],
+        );
         match outcome {
             Outcome::Authenticated(id) => Review {
                 status: TokenReviewStatus {

@@ -146,15 +146,6 @@ impl<V: Clone> TokenCache<V> {
         self.len() == 0
     }
 
-    fn count(&self, result: &'static str) {
-        if let Some(m) = &self.metrics {
-            m.inc(
-                "k8s_keystone_auth_token_cache_requests_total",
-                &[("result", result)],
-            );
-        }
-    }
-
     fn gauge(&self, len: usize) {
         if let Some(m) = &self.metrics {
             m.cache_entries
@@ -164,7 +155,8 @@ impl<V: Clone> TokenCache<V> {
 
     /// The value for `key`: a fresh cached one, or the result of `compute`, run at most once at a
     /// time per key. `compute` gets the stale value still within its usable life (if any) and
-    /// returns the value plus how long it may be cached (`None`: not at all).
+    /// returns the value plus how long it may be cached (`None`: not at all). The caller counts
+    /// the lookup (only it knows whether a computed answer was in fact the stale value).
     pub async fn get_or_compute<F, Fut>(&self, key: Key, compute: F) -> (V, CacheStatus)
     where
         F: FnOnce(Option<V>) -> Fut,
@@ -175,7 +167,6 @@ impl<V: Clone> TokenCache<V> {
         for _ in 0..3 {
             match self.step(key, &mut stale) {
                 Step::Hit(v) => {
-                    self.count("hit");
                     return (v, CacheStatus::Hit);
                 }
                 Step::Lead(tx) => return self.lead(key, tx, stale, compute).await,
@@ -183,14 +174,12 @@ impl<V: Clone> TokenCache<V> {
                     if let Ok(v) = rx.wait_for(Option::is_some).await
                         && let Some(v) = v.clone()
                     {
-                        self.count("coalesced");
                         return (v, CacheStatus::Coalesced);
                     }
                 }
                 Step::Poisoned => break,
             }
         }
-        self.count("miss");
         let (v, _) = compute(stale).await;
         (v, CacheStatus::Miss)
     }
@@ -226,7 +215,6 @@ impl<V: Clone> TokenCache<V> {
         F: FnOnce(Option<V>) -> Fut,
         Fut: Future<Output = (V, Option<Lifetime>)>,
     {
-        self.count("miss");
         let mut guard = InflightGuard {
             cache: self,
             key,

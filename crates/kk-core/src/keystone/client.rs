@@ -515,7 +515,10 @@ impl KeystoneClient {
         const CALL: &str = "validate token";
         let mut url = self.endpoint(&["auth", "tokens"]);
         url.set_query(Some("nocatalog"));
-        for attempt in 0..2 {
+        // With a service identity, its token is renewed once when Keystone refuses it (it may
+        // have been revoked or have expired early); a second refusal ends the attempt.
+        let mut renewed = false;
+        loop {
             let caller = self.caller_token(subject).await?;
             let (status, _, body) = self
                 .send(
@@ -543,7 +546,20 @@ impl KeystoneClient {
                 401 if self.inner.service.is_none() => {
                     return Err(KeystoneError::InvalidToken { status: 401 });
                 }
-                401 if attempt == 0 => self.forget_service_token().await,
+                401 if !renewed => {
+                    self.forget_service_token().await;
+                    renewed = true;
+                }
+                401 => {
+                    return Err(KeystoneError::Status {
+                        call: CALL,
+                        status: 401,
+                        message: format!(
+                            "the service identity's token was refused twice: {}",
+                            Self::error_message(&body)
+                        ),
+                    });
+                }
                 s => {
                     return Err(KeystoneError::Status {
                         call: CALL,
@@ -553,11 +569,6 @@ impl KeystoneClient {
                 }
             }
         }
-        Err(KeystoneError::Status {
-            call: CALL,
-            status: 401,
-            message: "the service identity's token was refused twice".into(),
-        })
     }
 
     /// Whether a service identity is configured.
@@ -574,7 +585,9 @@ impl KeystoneClient {
         as_service: bool,
     ) -> Result<Vec<String>, KeystoneError> {
         const CALL: &str = "list user groups";
-        let caller = if as_service {
+        // Whether the caller is the service identity's token (not the subject's own).
+        let by_service = as_service && self.inner.service.is_some();
+        let caller = if by_service {
             self.caller_token(subject).await?
         } else {
             subject.clone()
@@ -592,7 +605,9 @@ impl KeystoneClient {
                 )
                 .await?;
             if status != StatusCode::OK {
-                if status == StatusCode::UNAUTHORIZED {
+                // Only a refused service token is renewed next time; a refusal of the subject
+                // token says nothing about the service token.
+                if status == StatusCode::UNAUTHORIZED && by_service {
                     self.forget_service_token().await;
                 }
                 return Err(KeystoneError::Status {
@@ -825,6 +840,178 @@ mod tests {
         assert_eq!(
             full.to_body(),
             json!({"application_credential":{"name":"k","description":"for kubectl","expires_at":"2027-01-01T00:00:00Z","roles":[{"name":"k8s-viewer"}]}})
+        );
+    }
+
+    /// A stand-in Keystone on 127.0.0.1: issues service tokens `svc-1`, `svc-2`, ... and
+    /// answers validations and group listings with `validate` and `groups` (by caller token);
+    /// records each request as `"METHOD path caller"`.
+    struct StubKeystone {
+        url: Url,
+        seen: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl StubKeystone {
+        async fn start(validate: fn(&str) -> u16, groups: fn(&str) -> u16) -> Self {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = Url::parse(&format!("http://{}/v3", listener.local_addr().unwrap())).unwrap();
+            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let log = seen.clone();
+            tokio::spawn(async move {
+                let mut issued = 0;
+                while let Ok((mut conn, _)) = listener.accept().await {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        let n = conn.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "request cut short");
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let header = |name: &str| {
+                        head.lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                            })
+                            .unwrap_or_default()
+                    };
+                    let length: usize = header("content-length").parse().unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        let n = conn.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "body cut short");
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let mut words = head.split_whitespace();
+                    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                    let caller = header("x-auth-token");
+                    log.lock()
+                        .unwrap()
+                        .push(format!("{method} {path} {caller}"));
+                    let (status, extra, body) = if method == "POST" {
+                        issued += 1;
+                        (
+                            201,
+                            format!("X-Subject-Token: svc-{issued}\r\n"),
+                            json!({"token": {"user": {"id": "svc"}, "expires_at": "2099-01-01T00:00:00Z"}}),
+                        )
+                    } else if path.starts_with("/v3/auth/tokens") {
+                        let status = validate(&caller);
+                        (
+                            status,
+                            String::new(),
+                            json!({"error": {"message": "The request you have made requires authentication."}}),
+                        )
+                    } else {
+                        match groups(&caller) {
+                            200 => (
+                                200,
+                                String::new(),
+                                json!({"groups": [{"name": "g"}], "links": {}}),
+                            ),
+                            s => (s, String::new(), json!({"error": {"message": "no"}})),
+                        }
+                    };
+                    let body = body.to_string();
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                }
+            });
+            Self { url, seen }
+        }
+
+        fn client(&self) -> KeystoneClient {
+            // What each binary's `main` does first: reqwest uses the process provider.
+            crate::tls::install_crypto_provider();
+            KeystoneClient::new(
+                &ClientSettings {
+                    url: self.url.clone(),
+                    ca_file: None,
+                    client_identity: None,
+                    timeout: Duration::from_secs(5),
+                    connect_timeout: Duration::from_secs(5),
+                    user_agent: "test".into(),
+                    service_auth: Some(AuthRequest::ApplicationCredential {
+                        id: Some("svc-ac".into()),
+                        name: None,
+                        user: None,
+                        secret: Secret::new("svc-secret"),
+                    }),
+                },
+                None,
+            )
+            .unwrap()
+        }
+
+        fn seen(&self) -> Vec<String> {
+            self.seen.lock().unwrap().clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_token_refused_twice_says_so() {
+        let ks = StubKeystone::start(|_| 401, |_| 200).await;
+        let err = ks
+            .client()
+            .validate_token(&Secret::new("subject"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, KeystoneError::Status { status: 401, message, .. } if message.contains("refused twice")),
+            "{err:?}"
+        );
+        assert!(err.is_unavailable(), "not a verdict on the subject token");
+        assert_eq!(
+            ks.seen(),
+            [
+                "POST /v3/auth/tokens?nocatalog ",
+                "GET /v3/auth/tokens?nocatalog svc-1",
+                "POST /v3/auth/tokens?nocatalog ",
+                "GET /v3/auth/tokens?nocatalog svc-2",
+            ],
+            "renewed once, then given up"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_401_to_the_subject_token_keeps_the_service_token() {
+        // Groups: the service token may list them, the subject token may not.
+        let ks = StubKeystone::start(
+            |_| 200,
+            |caller| if caller.starts_with("svc-") { 200 } else { 401 },
+        )
+        .await;
+        let client = ks.client();
+        let subject = Secret::new("subject");
+        assert_eq!(
+            client.user_groups(&subject, "u", true).await.unwrap(),
+            ["g"]
+        );
+        let err = client.user_groups(&subject, "u", false).await.unwrap_err();
+        assert!(
+            matches!(err, KeystoneError::Status { status: 401, .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            client.user_groups(&subject, "u", true).await.unwrap(),
+            ["g"]
+        );
+        assert_eq!(
+            ks.seen(),
+            [
+                "POST /v3/auth/tokens?nocatalog ",
+                "GET /v3/users/u/groups svc-1",
+                "GET /v3/users/u/groups subject",
+                "GET /v3/users/u/groups svc-1",
+            ],
+            "the service token was not dropped for the subject token's 401"
         );
     }
 
