@@ -71,7 +71,7 @@ impl State {
             Some(path) => {
                 let p = load_policy(path)?;
                 metrics.inc(
-                    "k8s_keystone_auth_policy_reloads_total",
+                    crate::metrics::Counter::PolicyReloads,
                     &[("result", "success")],
                 );
                 p
@@ -120,7 +120,7 @@ impl State {
                     .policy_rules
                     .store(p.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 self.metrics.inc(
-                    "k8s_keystone_auth_policy_reloads_total",
+                    crate::metrics::Counter::PolicyReloads,
                     &[("result", "success")],
                 );
                 match self.policy.write() {
@@ -134,7 +134,7 @@ impl State {
                     "policy file rejected; keeping the policy in force"
                 );
                 self.metrics.inc(
-                    "k8s_keystone_auth_policy_reloads_total",
+                    crate::metrics::Counter::PolicyReloads,
                     &[("result", "failure")],
                 );
             }
@@ -192,7 +192,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 Ok(()) => {
                     info!(files = %shown, "TLS certificate reloaded");
                     m.inc(
-                        "k8s_keystone_auth_tls_reloads_total",
+                        crate::metrics::Counter::TlsReloads,
                         &[("result", "success")],
                     );
                 }
@@ -202,7 +202,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         "TLS files rejected; keeping the certificate in force"
                     );
                     m.inc(
-                        "k8s_keystone_auth_tls_reloads_total",
+                        crate::metrics::Counter::TlsReloads,
                         &[("result", "failure")],
                     );
                 }
@@ -264,7 +264,7 @@ pub async fn serve(
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             state.metrics.inc(
-                "k8s_keystone_auth_http_requests_rejected_total",
+                crate::metrics::Counter::HttpRequestsRejected,
                 &[("reason", "too_many_connections")],
             );
             drop(tcp);
