@@ -33,6 +33,7 @@
 pub mod cache;
 pub mod charm;
 pub mod config;
+pub mod hex;
 pub mod identity;
 pub mod k8s;
 pub mod keystone;
