@@ -625,36 +625,43 @@ pub struct OwnApiserver {
 }
 
 impl OwnApiserver {
-    /// Starts one with these webhook kubeconfigs and webhook API version.
+    /// Starts one with these webhook kubeconfigs and webhook API version. Ports are picked
+    /// free, which races with other tests picking ports at the same time: a start that fails on a
+    /// port in use is tried again with new ports (at most 3 times).
     pub fn start(authn: &Path, authz: &Path, version: &str, extra_args: &str) -> OwnApiserver {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let etcd_port = free_port();
-        let out = std::process::Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/k8s/up.sh"))
-            .env("K8S_DIR", dir.path())
-            .env("K8S_PORT", port.to_string())
-            .env("K8S_ETCD_PORT", etcd_port.to_string())
-            .env("AUTHN_WEBHOOK_CONFIG", authn)
-            .env("AUTHZ_WEBHOOK_CONFIG", authz)
-            .env("WEBHOOK_VERSION", version)
-            .env("K8S_EXTRA_ARGS", extra_args)
-            .env("K8S_CONTROLLER_MANAGER", "0")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let guard = OwnApiserver {
-            server: format!("https://127.0.0.1:{port}"),
-            ca_file: dir.path().join("ca.crt"),
-            admin: dir.path().join("admin.kubeconfig"),
-            dir,
-        };
-        assert!(
-            out.status.success(),
-            "tests/k8s/up.sh failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        guard
+        let mut last = String::new();
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port();
+            let etcd_port = free_port();
+            let out = std::process::Command::new("bash")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/k8s/up.sh"))
+                .env("K8S_DIR", dir.path())
+                .env("K8S_PORT", port.to_string())
+                .env("K8S_ETCD_PORT", etcd_port.to_string())
+                .env("AUTHN_WEBHOOK_CONFIG", authn)
+                .env("AUTHZ_WEBHOOK_CONFIG", authz)
+                .env("WEBHOOK_VERSION", version)
+                .env("K8S_EXTRA_ARGS", extra_args)
+                .env("K8S_CONTROLLER_MANAGER", "0")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let guard = OwnApiserver {
+                server: format!("https://127.0.0.1:{port}"),
+                ca_file: dir.path().join("ca.crt"),
+                admin: dir.path().join("admin.kubeconfig"),
+                dir,
+            };
+            if out.status.success() {
+                return guard;
+            }
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            if !last.contains("already in use") {
+                break;
+            }
+        }
+        panic!("tests/k8s/up.sh failed:\n{last}");
     }
 
     /// `kubectl --token TOKEN ARGS` against it.

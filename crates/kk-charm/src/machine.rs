@@ -103,10 +103,6 @@ pub struct RealMachine<'a> {
 /// Largest download accepted.
 const MAX_DOWNLOAD: usize = 512 * 1024 * 1024;
 
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn mtime_ns(m: &std::fs::Metadata) -> i128 {
     i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
 }
@@ -154,7 +150,7 @@ impl Machine for RealMachine<'_> {
             std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut h = sha2::Sha256::new();
         std::io::copy(&mut f, &mut h).with_context(|| format!("cannot read {}", path.display()))?;
-        Ok(hex(&h.finalize()))
+        Ok(kk_core::hex::encode(&h.finalize()))
     }
 
     fn write(&self, path: &Path, content: &[u8], access: Access, gid: Option<u32>) -> Result<()> {
@@ -301,7 +297,7 @@ impl Machine for RealMachine<'_> {
             }
             Ok(body)
         })?;
-        let sha = hex(&sha2::Sha256::digest(&body));
+        let sha = kk_core::hex::encode(&sha2::Sha256::digest(&body));
         host::write(dest, &body, Access::Executable, None)?;
         Ok(sha)
     }

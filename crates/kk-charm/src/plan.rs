@@ -341,7 +341,7 @@ fn check_digest(binary_sha: &str, unit: &str, files: &[File]) -> String {
             None => h.update([0]),
         }
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    kk_core::hex::encode(&h.finalize())
 }
 
 /// The actions that write `content` to `path` with `access` where the machine differs:

@@ -6,6 +6,7 @@
 //! | module | concern |
 //! |---|---|
 //! | [`keystone`] | the Keystone v3 HTTP client and its JSON types |
+//! | [`hex`] | lower-case hexadecimal, the one encoder |
 //! | [`k8s`] | hand-written Kubernetes wire types (TokenReview, SubjectAccessReview), v1 and v1beta1 |
 //! | [`metrics`] | Prometheus counters and histograms, rendered by hand |
 //! | [`telemetry`] | logging to stderr (`tracing`) |
@@ -20,6 +21,7 @@
 
 use std::time::Duration;
 
+pub mod hex;
 pub mod k8s;
 pub mod keystone;
 pub mod metrics;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A counter series: metric name and label pairs.
-type SeriesKey = (&'static str, Vec<(&'static str, &'static str)>);
+type SeriesKey = (Counter, Vec<(&'static str, &'static str)>);
 
 /// Upper bounds (seconds) of the review latency histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -36,79 +36,122 @@ pub struct Metrics {
     pub policy_rules: AtomicU64,
 }
 
-/// Counter names with their help text.
-const HELP: &[(&str, &str, &str)] = &[
-    (
-        "k8s_keystone_auth_reviews_total",
-        "counter",
-        "Reviews answered, by kind and result.",
-    ),
-    (
-        "k8s_keystone_auth_review_duration_seconds",
-        "histogram",
-        "Time to answer a review, by kind.",
-    ),
-    (
-        "k8s_keystone_auth_token_cache_requests_total",
-        "counter",
-        "Token cache lookups, one per review past the prefilter, by where the answer came from (hit, miss, coalesced, stale).",
-    ),
-    (
-        "k8s_keystone_auth_token_cache_entries",
-        "gauge",
-        "Entries in the token cache.",
-    ),
-    (
-        "k8s_keystone_auth_tokens_prefiltered_total",
-        "counter",
-        "Tokens refused without asking Keystone, by reason.",
-    ),
-    (
-        "k8s_keystone_auth_keystone_requests_total",
-        "counter",
-        "Requests to Keystone, by call and outcome.",
-    ),
-    (
-        "k8s_keystone_auth_policy_reloads_total",
-        "counter",
-        "Policy file loads, by result.",
-    ),
-    (
-        "k8s_keystone_auth_policy_rules",
-        "gauge",
-        "Rules in the policy in force.",
-    ),
-    (
-        "k8s_keystone_auth_tls_reloads_total",
-        "counter",
-        "TLS certificate reloads, by result.",
-    ),
-    (
-        "k8s_keystone_auth_http_requests_rejected_total",
-        "counter",
-        "HTTP requests refused before review, by reason.",
-    ),
-    (
-        "k8s_keystone_auth_build_info",
-        "gauge",
-        "Build information.",
-    ),
+/// Every counter of the service: the only place their names are written, so a misspelt
+/// name cannot silently vanish from `/metrics` (call sites name a variant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Counter {
+    /// Reviews answered, by kind and result.
+    Reviews,
+    /// Token cache lookups, by where the answer came from.
+    TokenCacheRequests,
+    /// Tokens refused without asking Keystone, by reason.
+    TokensPrefiltered,
+    /// Requests to Keystone, by call and outcome.
+    KeystoneRequests,
+    /// Policy file loads, by result.
+    PolicyReloads,
+    /// TLS certificate reloads, by result.
+    TlsReloads,
+    /// HTTP requests refused before review, by reason.
+    HttpRequestsRejected,
+}
+
+impl Counter {
+    /// The Prometheus name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Reviews => "k8s_keystone_auth_reviews_total",
+            Counter::TokenCacheRequests => "k8s_keystone_auth_token_cache_requests_total",
+            Counter::TokensPrefiltered => "k8s_keystone_auth_tokens_prefiltered_total",
+            Counter::KeystoneRequests => "k8s_keystone_auth_keystone_requests_total",
+            Counter::PolicyReloads => "k8s_keystone_auth_policy_reloads_total",
+            Counter::TlsReloads => "k8s_keystone_auth_tls_reloads_total",
+            Counter::HttpRequestsRejected => "k8s_keystone_auth_http_requests_rejected_total",
+        }
+    }
+
+    const fn help(self) -> &'static str {
+        match self {
+            Counter::Reviews => "Reviews answered, by kind and result.",
+            Counter::TokenCacheRequests => {
+                "Token cache lookups, one per review past the prefilter, by where the answer came from (hit, miss, coalesced, stale)."
+            }
+            Counter::TokensPrefiltered => "Tokens refused without asking Keystone, by reason.",
+            Counter::KeystoneRequests => "Requests to Keystone, by call and outcome.",
+            Counter::PolicyReloads => "Policy file loads, by result.",
+            Counter::TlsReloads => "TLS certificate reloads, by result.",
+            Counter::HttpRequestsRejected => "HTTP requests refused before review, by reason.",
+        }
+    }
+}
+
+/// One family of `/metrics`, in the order they are rendered.
+#[derive(Debug, Clone, Copy)]
+enum Family {
+    Counter(Counter),
+    ReviewDuration,
+    CacheEntries,
+    PolicyRules,
+    BuildInfo,
+}
+
+const FAMILIES: [Family; 11] = [
+    Family::Counter(Counter::Reviews),
+    Family::ReviewDuration,
+    Family::Counter(Counter::TokenCacheRequests),
+    Family::CacheEntries,
+    Family::Counter(Counter::TokensPrefiltered),
+    Family::Counter(Counter::KeystoneRequests),
+    Family::Counter(Counter::PolicyReloads),
+    Family::PolicyRules,
+    Family::Counter(Counter::TlsReloads),
+    Family::Counter(Counter::HttpRequestsRejected),
+    Family::BuildInfo,
 ];
 
+impl Family {
+    /// (name, type, help)
+    const fn describe(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Family::Counter(c) => (c.name(), "counter", c.help()),
+            Family::ReviewDuration => (
+                "k8s_keystone_auth_review_duration_seconds",
+                "histogram",
+                "Time to answer a review, by kind.",
+            ),
+            Family::CacheEntries => (
+                "k8s_keystone_auth_token_cache_entries",
+                "gauge",
+                "Entries in the token cache.",
+            ),
+            Family::PolicyRules => (
+                "k8s_keystone_auth_policy_rules",
+                "gauge",
+                "Rules in the policy in force.",
+            ),
+            Family::BuildInfo => (
+                "k8s_keystone_auth_build_info",
+                "gauge",
+                "Build information.",
+            ),
+        }
+    }
+}
+
 impl Metrics {
-    /// Adds one to counter `name` with `labels`.
-    pub fn inc(&self, name: &'static str, labels: &[(&'static str, &'static str)]) {
+    /// Adds one to `counter` with `labels`.
+    pub fn inc(&self, counter: Counter, labels: &[(&'static str, &'static str)]) {
         if let Ok(mut c) = self.counters.lock() {
-            *c.entry((name, labels.to_vec())).or_insert(0) += 1;
+            *c.entry((counter, labels.to_vec())).or_insert(0) += 1;
         }
     }
 
     /// The value of a counter (for tests and the benchmarks).
-    pub fn get(&self, name: &'static str, labels: &[(&'static str, &'static str)]) -> u64 {
+    pub fn get(&self, counter: Counter, labels: &[(&'static str, &'static str)]) -> u64 {
         self.counters
             .lock()
             .ok()
-            .and_then(|c| c.get(&(name, labels.to_vec())).copied())
+            .and_then(|c| c.get(&(counter, labels.to_vec())).copied())
             .unwrap_or(0)
     }
 
@@ -131,10 +174,11 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let counters = self.counters.lock().map(|c| c.clone()).unwrap_or_default();
-        for (name, kind, help) in HELP {
+        for family in FAMILIES {
+            let (name, kind, help) = family.describe();
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            match *name {
-                "k8s_keystone_auth_review_duration_seconds" => {
+            match family {
+                Family::ReviewDuration => {
                     if let Ok(hs) = self.histograms.lock() {
                         for (k, h) in hs.iter() {
                             for (i, le) in BUCKETS.iter().enumerate() {
@@ -154,18 +198,18 @@ impl Metrics {
                         }
                     }
                 }
-                "k8s_keystone_auth_token_cache_entries" => {
+                Family::CacheEntries => {
                     let _ = writeln!(out, "{name} {}", self.cache_entries.load(Ordering::Relaxed));
                 }
-                "k8s_keystone_auth_policy_rules" => {
+                Family::PolicyRules => {
                     let _ = writeln!(out, "{name} {}", self.policy_rules.load(Ordering::Relaxed));
                 }
-                "k8s_keystone_auth_build_info" => {
+                Family::BuildInfo => {
                     let _ = writeln!(out, "{name}{{version=\"{}\"}} 1", crate::VERSION);
                 }
-                _ => {
-                    for ((n, labels), v) in counters.iter().filter(|((n, _), _)| n == name) {
-                        let _ = writeln!(out, "{n}{} {v}", render_labels(labels));
+                Family::Counter(counter) => {
+                    for ((_, labels), v) in counters.iter().filter(|((c, _), _)| *c == counter) {
+                        let _ = writeln!(out, "{name}{} {v}", render_labels(labels));
                     }
                 }
             }
@@ -190,11 +234,11 @@ mod tests {
     fn renders_counters_and_histograms() {
         let m = Metrics::default();
         m.inc(
-            "k8s_keystone_auth_reviews_total",
+            Counter::Reviews,
             &[("kind", "TokenReview"), ("result", "authenticated")],
         );
         m.inc(
-            "k8s_keystone_auth_reviews_total",
+            Counter::Reviews,
             &[("kind", "TokenReview"), ("result", "authenticated")],
         );
         m.observe_review("TokenReview", Duration::from_millis(3));
@@ -218,10 +262,41 @@ mod tests {
         );
         assert_eq!(
             m.get(
-                "k8s_keystone_auth_reviews_total",
+                Counter::Reviews,
                 &[("kind", "TokenReview"), ("result", "authenticated")]
             ),
             2
         );
+    }
+
+    #[test]
+    fn every_family_is_described_once_and_every_counter_is_rendered() {
+        let names: Vec<&str> = FAMILIES.iter().map(|f| f.describe().0).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            names.len(),
+            "a family is listed twice: {names:?}"
+        );
+        for counter in [
+            Counter::Reviews,
+            Counter::TokenCacheRequests,
+            Counter::TokensPrefiltered,
+            Counter::KeystoneRequests,
+            Counter::PolicyReloads,
+            Counter::TlsReloads,
+            Counter::HttpRequestsRejected,
+        ] {
+            let m = Metrics::default();
+            m.inc(counter, &[("result", "x")]);
+            let text = m.render();
+            assert!(
+                text.contains(&format!("# TYPE {} counter", counter.name()))
+                    && text.contains(&format!("{}{{result=\"x\"}} 1", counter.name())),
+                "{counter:?} is not rendered:\n{text}"
+            );
+        }
     }
 }

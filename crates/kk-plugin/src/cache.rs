@@ -117,7 +117,7 @@ pub fn key(url: &str, identity: &str) -> String {
     h.update(url.as_bytes());
     h.update(b"\n");
     h.update(identity.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    kk_core::hex::encode(&h.finalize())
 }
 
 /// How long ago a refusal was, and how long it is still remembered with `ttl`; `None` once

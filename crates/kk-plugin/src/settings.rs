@@ -492,7 +492,7 @@ impl Plan {
             }
             Method::Token { token, scope: s } => {
                 let digest = Sha256::digest(token.expose().as_bytes());
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                let hex = kk_core::hex::encode(&digest);
                 format!("token sha256={hex} {}", scope(s))
             }
         }
@@ -576,7 +576,7 @@ impl Plan {
                 put(&mut h, "token", Some(token.expose()));
             }
         }
-        Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        Some(kk_core::hex::encode(&h.finalize()))
     }
 
     /// The secret this flow still needs, if any.

@@ -92,7 +92,7 @@ impl Authenticator {
     pub async fn review(&self, token: &Secret) -> Review {
         if let Err(why) = prefilter(token.expose(), self.max_token_length) {
             self.metrics.inc(
-                "k8s_keystone_auth_tokens_prefiltered_total",
+                kk_core::metrics::Counter::TokensPrefiltered,
                 &[("reason", why.as_str())],
             );
             return Review {
@@ -126,7 +126,7 @@ impl Authenticator {
         };
         // Counted once per review, by where the answer came from.
         self.metrics.inc(
-            "k8s_keystone_auth_token_cache_requests_total",
+            kk_core::metrics::Counter::TokenCacheRequests,
             &[("result", source)],
         );
         match outcome {

@@ -36,11 +36,7 @@ impl Key {
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A short prefix of the hash is enough to correlate log lines and reveals nothing.
-        write!(
-            f,
-            "{:02x}{:02x}{:02x}{:02x}",
-            self.0[0], self.0[1], self.0[2], self.0[3]
-        )
+        f.write_str(&kk_core::hex::encode(&self.0[..4]))
     }
 }
 

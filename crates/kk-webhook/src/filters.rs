@@ -170,7 +170,7 @@ async fn handle_rejection(r: Rejection, state: Arc<State>) -> Result<Response, I
         )
     };
     state.metrics.inc(
-        "k8s_keystone_auth_http_requests_rejected_total",
+        kk_core::metrics::Counter::HttpRequestsRejected,
         &[("reason", label)],
     );
     Ok(status_reply(code, &message))

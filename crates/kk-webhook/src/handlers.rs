@@ -69,7 +69,7 @@ pub fn status_reply(code: StatusCode, message: &str) -> Response {
 
 fn bad_request(state: &State, message: &str) -> Response {
     state.metrics.inc(
-        "k8s_keystone_auth_http_requests_rejected_total",
+        kk_core::metrics::Counter::HttpRequestsRejected,
         &[("reason", "bad_request")],
     );
     debug!(%message, "bad request");
@@ -155,7 +155,7 @@ async fn token_review(body: &[u8], state: &State, started: Instant) -> Response 
     let review = state.authenticator.review(&req.spec.token).await;
     let elapsed = started.elapsed();
     state.metrics.inc(
-        "k8s_keystone_auth_reviews_total",
+        kk_core::metrics::Counter::Reviews,
         &[("kind", "TokenReview"), ("result", review.result)],
     );
     state.metrics.observe_review("TokenReview", elapsed);
@@ -226,7 +226,7 @@ fn subject_access_review(body: &[u8], state: &State, started: Instant) -> Respon
         "no_opinion"
     };
     state.metrics.inc(
-        "k8s_keystone_auth_reviews_total",
+        kk_core::metrics::Counter::Reviews,
         &[("kind", "SubjectAccessReview"), ("result", result)],
     );
     state.metrics.observe_review("SubjectAccessReview", elapsed);

@@ -83,7 +83,7 @@ impl State {
             Some(path) => {
                 let p = load_policy(path)?;
                 metrics.inc(
-                    "k8s_keystone_auth_policy_reloads_total",
+                    kk_core::metrics::Counter::PolicyReloads,
                     &[("result", "success")],
                 );
                 p
@@ -132,7 +132,7 @@ impl State {
                     .policy_rules
                     .store(p.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 self.metrics.inc(
-                    "k8s_keystone_auth_policy_reloads_total",
+                    kk_core::metrics::Counter::PolicyReloads,
                     &[("result", "success")],
                 );
                 match self.policy.write() {
@@ -146,7 +146,7 @@ impl State {
                     "policy file rejected; keeping the policy in force"
                 );
                 self.metrics.inc(
-                    "k8s_keystone_auth_policy_reloads_total",
+                    kk_core::metrics::Counter::PolicyReloads,
                     &[("result", "failure")],
                 );
             }
@@ -204,7 +204,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 Ok(()) => {
                     info!(files = %shown, "TLS certificate reloaded");
                     m.inc(
-                        "k8s_keystone_auth_tls_reloads_total",
+                        kk_core::metrics::Counter::TlsReloads,
                         &[("result", "success")],
                     );
                 }
@@ -214,7 +214,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         "TLS files rejected; keeping the certificate in force"
                     );
                     m.inc(
-                        "k8s_keystone_auth_tls_reloads_total",
+                        kk_core::metrics::Counter::TlsReloads,
                         &[("result", "failure")],
                     );
                 }
@@ -276,7 +276,7 @@ pub async fn serve(
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             state.metrics.inc(
-                "k8s_keystone_auth_http_requests_rejected_total",
+                kk_core::metrics::Counter::HttpRequestsRejected,
                 &[("reason", "too_many_connections")],
             );
             drop(tcp);

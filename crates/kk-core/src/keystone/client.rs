@@ -381,7 +381,7 @@ impl KeystoneClient {
     fn record(&self, call: &'static str, outcome: &'static str) {
         if let Some(m) = &self.inner.metrics {
             m.inc(
-                "k8s_keystone_auth_keystone_requests_total",
+                crate::metrics::Counter::KeystoneRequests,
                 &[("call", call), ("outcome", outcome)],
             );
         }
