@@ -761,19 +761,20 @@ async fn a_hung_keystone_is_a_bounded_error_that_is_not_cached() {
     assert_eq!(run.code, Some(0), "the failure was cached: {}", run.stderr);
 }
 
-/// A webhook kubeconfig for a [`Service`] of a test's own (its CA pinned, no client certificate).
-fn webhook_kubeconfig(svc: &Service) -> PathBuf {
+/// A webhook kubeconfig for a [`Service`] of a test's own (its CA pinned, no client
+/// certificate), written next to its config.
+pub fn webhook_kubeconfig(svc: &Service) -> PathBuf {
     use base64::Engine;
     let path = svc.dir.path().join("webhook.kubeconfig");
     let ca = base64::engine::general_purpose::STANDARD.encode(&svc.pki.ca_pem);
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: svc\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: apiserver\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: svc, user: apiserver}}\ncurrent-context: c\n",
-            svc.url("/webhook")
-        ),
-    )
-    .unwrap();
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "svc", "cluster": {"server": svc.url("/webhook"), "certificate-authority-data": ca}}],
+        "users": [{"name": "apiserver", "user": {}}],
+        "contexts": [{"name": "c", "context": {"cluster": "svc", "user": "apiserver"}}],
+        "current-context": "c",
+    });
+    std::fs::write(&path, serde_yaml_ng::to_string(&kubeconfig).unwrap()).unwrap();
     path
 }
 

@@ -193,33 +193,9 @@ fn cache_files(sandbox: &Sandbox) -> Vec<PathBuf> {
     v
 }
 
-/// The real kubectl: the version-specific binary next to the gcloud dispatcher when there is
-/// one (the dispatcher makes extra requests and prints plugin errors twice), else `kubectl`.
+/// The real kubectl (see [`crate::apiserver::kubectl_bin`]).
 fn kubectl() -> PathBuf {
-    let found = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join("kubectl"))
-        .find(|p| p.is_file())
-        .expect("kubectl is not on PATH: these tests run the real kubectl");
-    let real = std::fs::canonicalize(&found).unwrap();
-    let dir = real.parent().unwrap();
-    let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            let minor = p
-                .file_name()?
-                .to_str()?
-                .strip_prefix("kubectl.1.")?
-                .parse::<u32>()
-                .ok()?;
-            Some((minor, p))
-        })
-        .filter(|(minor, _)| *minor >= 22)
-        .collect();
-    versioned.sort();
-    versioned.pop().map(|(_, p)| p).unwrap_or(real)
+    crate::apiserver::kubectl_bin()
 }
 
 /// A real kube-apiserver (tests/k8s/up.sh) whose authentication and authorization webhook is
@@ -233,17 +209,7 @@ struct Apiserver {
 
 impl Apiserver {
     async fn start(svc: &Service) -> Self {
-        use base64::Engine;
-        let kc = svc.dir.path().join("webhook.kubeconfig");
-        let ca = base64::engine::general_purpose::STANDARD.encode(&svc.pki.ca_pem);
-        std::fs::write(
-            &kc,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: svc\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: apiserver\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: svc, user: apiserver}}\ncurrent-context: c\n",
-                svc.url("/webhook")
-            ),
-        )
-        .unwrap();
+        let kc = crate::apiserver::webhook_kubeconfig(svc);
         let api = tokio::task::spawn_blocking(move || {
             crate::apiserver::OwnApiserver::start(
                 &kc,
