@@ -88,9 +88,27 @@ pub fn unit_file(paths: &Paths) -> String {
         .replace("{{conf_dir}}", &paths.conf_dir().display().to_string())
 }
 
-/// A TOML string literal.
+/// A TOML basic string literal (`"..."`, TOML 1.0 §String): backslash and quote escaped,
+/// control characters as `\b \t \n \f \r` or `\uXXXX`. Written by hand so that the hook
+/// does not compile a TOML library for one function; tested against the `toml` parser.
 fn q(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn qp(p: &Path) -> String {
@@ -177,6 +195,22 @@ current-context: webhook\n"
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+
+    proptest::proptest! {
+        #[test]
+        fn string_literals_read_back_as_written(s in proptest::prelude::any::<String>()) {
+            let doc = format!("k = {}\n", q(&s));
+            let parsed: toml::Table = toml::from_str(&doc).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{doc:?}: {e}")))?;
+            proptest::prop_assert_eq!(parsed["k"].as_str(), Some(s.as_str()));
+        }
+    }
+
+    #[test]
+    fn string_literals_escape_what_toml_requires() {
+        assert_eq!(q("plain"), "\"plain\"");
+        assert_eq!(q("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(q("\n\t\u{7f}"), "\"\\n\\t\\u007F\"");
+    }
 
     fn settings() -> Settings {
         let map =
