@@ -2,7 +2,6 @@
 //! group), `systemctl`, the system user. Every path comes from [`super::render::Paths`], so
 //! everything is under the root the caller chose.
 
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
@@ -57,40 +56,9 @@ pub fn write_if_changed(
 /// rename, so a reader never sees half a file; `gid` only for [`Access::Service`].
 pub fn write(path: &Path, content: &[u8], access: Access, gid: Option<u32>) -> Result<()> {
     let gid = if access == Access::Service { gid } else { None };
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode_for(access.mode())
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(content)
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-    }
-    fix_metadata(&tmp, access.mode(), gid)?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    Ok(())
-}
-
-trait ModeFor {
-    fn mode_for(&mut self, mode: u32) -> &mut Self;
-}
-
-impl ModeFor for std::fs::OpenOptions {
-    fn mode_for(&mut self, mode: u32) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(mode)
-    }
+    kk_core::fsutil::write_atomic(path, content, access.mode(), |tmp| {
+        fix_metadata(tmp, access.mode(), gid)
+    })
 }
 
 /// Sets `mode` and, if given, group `gid` on `path` where they differ.

@@ -21,6 +21,7 @@
 
 use std::time::Duration;
 
+pub mod fsutil;
 pub mod hex;
 pub mod k8s;
 pub mod keystone;

@@ -17,7 +17,7 @@
 //!   secret and no token. Same directory, modes, checks and atomic writes as token files.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -418,7 +418,7 @@ impl TokenCache {
             refused_at: format_rfc3339(refusal.refused_at),
         })
         .context("cannot encode the refusal")?;
-        self.replace(key, &self.refusal_path(key), &body)
+        self.replace(&self.refusal_path(key), &body)
     }
 
     /// Forgets one credential's refusal.
@@ -471,30 +471,13 @@ impl TokenCache {
             expires_at: format_rfc3339(expires_at),
         })
         .context("cannot encode the cache entry")?;
-        self.replace(key, &self.entry_path(key), &body)
+        self.replace(&self.entry_path(key), &body)
     }
 
     /// Replaces `path` (a file of entry `key`) with `body`: mode 0600, through a temporary
     /// file and a rename, never following a symbolic link.
-    fn replace(&self, key: &str, path: &Path, body: &[u8]) -> Result<()> {
-        let tmp = self.dir.join(format!("{key}.tmp.{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(OFlag::O_NOFOLLOW.bits())
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        let written = f
-            .write_all(body)
-            .and_then(|()| f.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e).with_context(|| format!("cannot write {}", path.display()));
-        }
-        Ok(())
+    fn replace(&self, path: &Path, body: &[u8]) -> Result<()> {
+        kk_core::fsutil::write_atomic(path, body, 0o600, |_| Ok(()))
     }
 
     /// Removes every entry, refusal, lock and temporary file; returns how many files went.
@@ -505,12 +488,22 @@ impl TokenCache {
         for entry in entries.take(100_000) {
             let entry = entry.with_context(|| format!("cannot list {}", self.dir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let ours = name.len() > 64
-                && is_key(&name[..64])
-                && (name.ends_with(".json")
-                    || name.ends_with(".refused")
-                    || name.ends_with(".lock")
-                    || name[64..].starts_with(".tmp."));
+            // KEY.json, KEY.refused, KEY.lock, and the writer's temporary files .KEY.*.tmp.PID
+            // (and KEY.tmp.PID of older versions).
+            let key_then = |n: &str| {
+                n.get(..64)
+                    .filter(|k| is_key(k))
+                    .and(n.get(64..))
+                    .map(str::to_owned)
+            };
+            let ours = match (key_then(&name), name.strip_prefix('.').and_then(key_then)) {
+                (Some(rest), _) => {
+                    [".json", ".refused", ".lock"].contains(&rest.as_str())
+                        || rest.starts_with(".tmp.")
+                }
+                (None, Some(rest)) => rest.contains(".tmp."),
+                (None, None) => false,
+            };
             if ours {
                 std::fs::remove_file(entry.path())
                     .with_context(|| format!("cannot remove {}", entry.path().display()))?;
