@@ -214,6 +214,15 @@ impl Sandbox {
         self.run(kubectl_bin().to_str().unwrap(), args, envs).await
     }
 
+    /// `kubectl auth whoami` with the kubeconfig `kc`: the user the apiserver took from the
+    /// TokenReview answer (`status.userInfo`).
+    pub async fn whoami(&self, kc: &Path) -> Value {
+        let run = self.as_user(kc, &["auth", "whoami", "-o", "json"]).await;
+        assert_eq!(run.code, Some(0), "whoami: {}", run.stderr);
+        let who: Value = serde_json::from_str(&run.stdout).unwrap();
+        who["status"]["userInfo"].clone()
+    }
+
     /// `kubectl --kubeconfig KC ARGS`.
     pub async fn as_user(&self, kc: &Path, args: &[&str]) -> Run {
         let mut all = vec!["--kubeconfig", kc.to_str().unwrap()];
@@ -310,11 +319,8 @@ async fn keystone_user_through_the_apiserver(version: &'static str) {
         .await;
 
     // kubectl auth whoami: the TokenReview answer as the apiserver took it.
-    let who = sb.as_user(&kc, &["auth", "whoami", "-o", "json"]).await;
-    assert_eq!(who.code, Some(0), "whoami: {}", who.stderr);
-    let who: Value = serde_json::from_str(&who.stdout).unwrap();
-    let user = &who["status"]["userInfo"];
-    assert_eq!(user["username"], "alice", "{who}");
+    let user = &sb.whoami(&kc).await;
+    assert_eq!(user["username"], "alice", "{user}");
     assert_eq!(user["uid"], env("KS_ALICE_ID"));
     let groups: Vec<&str> = user["groups"]
         .as_array()
@@ -818,10 +824,7 @@ async fn access_rules_bind_what_the_policy_grants() {
         )
         .await;
 
-    let who = sb.as_user(&kc, &["auth", "whoami", "-o", "json"]).await;
-    assert_eq!(who.code, Some(0), "{}", who.stderr);
-    let who: Value = serde_json::from_str(&who.stdout).unwrap();
-    let user = &who["status"]["userInfo"];
+    let user = &sb.whoami(&kc).await;
     assert_eq!(
         user["extra"]["alpha.kubernetes.io/identity/access-rules"],
         json!(["GET /api/v1/namespaces/*/pods"])
