@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::sandbox::*;
 use crate::support::*;
-
-static PLUGIN: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| crate::bins::bin("kubectl-keystone-auth"));
 
 /// One kube-apiserver of the bed.
 pub struct Bed {
@@ -77,8 +75,7 @@ impl Bed {
     pub async fn keystone_kubeconfig(&self, sb: &Sandbox, id: &str, secret: &str) -> PathBuf {
         let kc = sb.path("kubeconfig");
         let run = sb
-            .run(
-                PLUGIN.as_str(),
+            .plugin(
                 &[
                     "kubeconfig",
                     "--server",
@@ -120,144 +117,6 @@ impl Bed {
         all.extend_from_slice(args);
         sb.kubectl(&all, &[]).await
     }
-}
-
-/// What a command printed.
-#[derive(Debug)]
-pub struct Run {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-    pub took: Duration,
-}
-
-/// A HOME, cache and config of its own for kubectl and the plugin; an environment with nothing
-/// but PATH and what the test gives.
-pub struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    pub fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    pub fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    pub async fn run(&self, program: &str, args: &[&str], envs: &[(&str, String)]) -> Run {
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("XDG_CACHE_HOME", self.path("cache"))
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let started = Instant::now();
-        let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
-            .await
-            .unwrap_or_else(|_| panic!("{program} {args:?} did not finish within 90 s"))
-            .unwrap();
-        let run = Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            took: started.elapsed(),
-        };
-        // Everything printed goes to the run's logs, which tests/run scans for tokens; the values
-        // of --token are not written there.
-        use std::io::Write;
-        let shown: Vec<&str> = args
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                if i > 0 && args[i - 1] == "--token" {
-                    "<redacted>"
-                } else {
-                    a
-                }
-            })
-            .collect();
-        // `kubectl create token` prints a ServiceAccount token: not into the log.
-        let prints_token = args.windows(2).any(|w| w == ["create", "token"]);
-        let stdout = if prints_token {
-            "<token>"
-        } else {
-            run.stdout.as_str()
-        };
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_dir().join("apiserver-kubectl.log"))
-            .unwrap();
-        writeln!(
-            log,
-            "== {program} {shown:?} -> {:?} in {:?}\n{stdout}\n{}",
-            run.code, run.took, run.stderr
-        )
-        .unwrap();
-        run
-    }
-
-    pub async fn kubectl(&self, args: &[&str], envs: &[(&str, String)]) -> Run {
-        self.run(kubectl_bin().to_str().unwrap(), args, envs).await
-    }
-
-    /// `kubectl auth whoami` with the kubeconfig `kc`: the user the apiserver took from the
-    /// TokenReview answer (`status.userInfo`).
-    pub async fn whoami(&self, kc: &Path) -> Value {
-        let run = self.as_user(kc, &["auth", "whoami", "-o", "json"]).await;
-        assert_eq!(run.code, Some(0), "whoami: {}", run.stderr);
-        let who: Value = serde_json::from_str(&run.stdout).unwrap();
-        who["status"]["userInfo"].clone()
-    }
-
-    /// `kubectl --kubeconfig KC ARGS`.
-    pub async fn as_user(&self, kc: &Path, args: &[&str]) -> Run {
-        let mut all = vec!["--kubeconfig", kc.to_str().unwrap()];
-        all.extend_from_slice(args);
-        self.kubectl(&all, &[]).await
-    }
-}
-
-/// The real kubectl: the version-specific binary next to the gcloud dispatcher when there is
-/// one (the dispatcher sends an extra request and prints plugin errors twice), else `kubectl`.
-pub fn kubectl_bin() -> PathBuf {
-    let found = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join("kubectl"))
-        .find(|p| p.is_file())
-        .expect("kubectl is not on PATH: these tests run the real kubectl");
-    let real = std::fs::canonicalize(&found).unwrap();
-    let dir = real.parent().unwrap();
-    let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            let minor = p
-                .file_name()?
-                .to_str()?
-                .strip_prefix("kubectl.1.")?
-                .parse::<u32>()
-                .ok()?;
-            Some((minor, p))
-        })
-        .filter(|(minor, _)| *minor >= 22)
-        .collect();
-    versioned.sort();
-    versioned.pop().map(|(_, p)| p).unwrap_or(real)
 }
 
 fn namespace(name: &str) -> Value {
@@ -519,7 +378,7 @@ async fn invalid_tokens_wrong_secrets_and_deleted_credentials_are_refused(versio
     // Deleted: the cached token dies with the credential once the caches let go (see the
     // revocation test for the bound); without the plugin's cache the plugin itself refuses.
     ks.delete_alice_app_cred(&id).await;
-    let cleared = sb.run(PLUGIN.as_str(), &["clear-cache"], &[]).await;
+    let cleared = sb.plugin(&["clear-cache"], &[]).await;
     assert_eq!(cleared.code, Some(0), "{}", cleared.stderr);
     let run = sb.as_user(&kc, &["get", "--raw", "/api"]).await;
     assert_ne!(run.code, Some(0));

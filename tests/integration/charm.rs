@@ -1092,7 +1092,7 @@ fn charm_kubeconfigs_drive_a_real_kube_apiserver() {
             .app_cred_token(&env("KS_AC_KUBECTL_RO_ID"), &env("KS_AC_KUBECTL_RO_SECRET"))
             .await
             .unwrap();
-        let sb = crate::apiserver::Sandbox::new();
+        let sb = crate::sandbox::Sandbox::new();
         let who = api
             .with_token(
                 &sb,

@@ -24,4 +24,5 @@ mod authz;
 mod charm;
 mod manifests;
 mod plugin;
+mod sandbox;
 mod service;

@@ -4,153 +4,16 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
+use crate::sandbox::*;
 use crate::support::*;
 
-static PLUGIN: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| crate::bins::bin("kubectl-keystone-auth"));
 const TOKENS: &str = "\"POST /v3/auth/tokens";
 const V1: &str = "client.authentication.k8s.io/v1";
 const V1BETA1: &str = "client.authentication.k8s.io/v1beta1";
-
-/// What a run printed.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// The ExecCredential printed (asserting the run succeeded and printed only that).
-    fn credential(&self) -> Value {
-        assert_eq!(self.code, Some(0), "plugin failed: {}", self.stderr);
-        let v: Value = serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not one JSON document ({e}): {:.200}",
-                self.stdout
-            )
-        });
-        assert_eq!(v["kind"], "ExecCredential");
-        let token = v["status"]["token"].as_str().unwrap();
-        assert!(token.starts_with("gAAAAA"), "not a Fernet token");
-        record_issued(token);
-        v
-    }
-
-    fn token(&self) -> String {
-        self.credential()["status"]["token"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    fn failed(&self) -> &str {
-        assert_ne!(
-            self.code,
-            Some(0),
-            "expected a failure; stderr: {}",
-            self.stderr
-        );
-        assert!(
-            self.stdout.trim().is_empty(),
-            "nothing may be printed on stdout on failure: {:.200}",
-            self.stdout
-        );
-        &self.stderr
-    }
-}
-
-/// A sandbox for plugin runs: its own HOME, cache and config directories, an environment with
-/// nothing but what the test gives (no OS_* of the machine leaks in).
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    fn cache_dir(&self) -> PathBuf {
-        self.path("cache/kubectl-keystone-auth")
-    }
-
-    fn command(
-        &self,
-        program: &str,
-        args: &[&str],
-        env: &[(&str, String)],
-    ) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("XDG_CACHE_HOME", self.path("cache"))
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    async fn run_program(&self, program: &str, args: &[&str], env: &[(&str, String)]) -> Run {
-        let out = tokio::time::timeout(
-            Duration::from_secs(120),
-            self.command(program, args, env).output(),
-        )
-        .await
-        .expect("run timed out")
-        .unwrap();
-        let run = Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        // Every stderr goes to the run's logs, which tests/run scans for tokens.
-        use std::io::Write;
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_dir().join("plugin-stderr.log"))
-            .unwrap();
-        // The values of secret flags are not logged.
-        let shown: Vec<&str> = args
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let after_secret_flag = i > 0
-                    && matches!(
-                        args[i - 1],
-                        "--token" | "--password" | "--application-credential-secret"
-                    );
-                if after_secret_flag { "<redacted>" } else { a }
-            })
-            .collect();
-        writeln!(log, "== {program} {shown:?}\n{}", run.stderr).unwrap();
-        run
-    }
-
-    async fn plugin(&self, args: &[&str], env: &[(&str, String)]) -> Run {
-        self.run_program(PLUGIN.as_str(), args, env).await
-    }
-}
 
 fn app_cred_env() -> Vec<(&'static str, String)> {
     vec![
@@ -195,7 +58,7 @@ fn cache_files(sandbox: &Sandbox) -> Vec<PathBuf> {
 
 /// The real kubectl (see [`crate::apiserver::kubectl_bin`]).
 fn kubectl() -> PathBuf {
-    crate::apiserver::kubectl_bin()
+    crate::sandbox::kubectl_bin()
 }
 
 /// A real kube-apiserver (tests/k8s/up.sh) whose authentication and authorization webhook is
