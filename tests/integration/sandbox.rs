@@ -1,8 +1,8 @@
 //! One sandbox for the commands the integration tests run (the plugin, kubectl): a HOME, cache
 //! and config directory of its own, an environment with nothing but PATH and what the test gives
 //! (no OS_* of the machine leaks in), a bounded run, and a log of what was run for the token scan
-//! of tests/run, with secret flag values, the plugin's stdout (an ExecCredential) and printed
-//! ServiceAccount tokens left out.
+//! of tests/run, with secret flag values left out and stdout logged for kubectl only (the plugin
+//! prints an ExecCredential, `kubectl create token` a ServiceAccount token).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -137,13 +137,14 @@ impl Sandbox {
                 if after_secret_flag { "<redacted>" } else { a }
             })
             .collect();
-        // The plugin prints a token; `kubectl create token` too.
-        let secret_stdout =
-            program == PLUGIN.as_str() || args.windows(2).any(|w| w == ["create", "token"]);
-        let stdout = if secret_stdout {
-            "<not logged>"
-        } else {
+        // Only kubectl's stdout is logged: the plugin prints a token (also when a test runs it
+        // through a shell or a terminal), and so does `kubectl create token`.
+        let kubectl_output = Path::new(program).file_name() == kubectl_bin().file_name()
+            && !args.windows(2).any(|w| w == ["create", "token"]);
+        let stdout = if kubectl_output {
             run.stdout.as_str()
+        } else {
+            "<not logged>"
         };
         let mut log = std::fs::OpenOptions::new()
             .create(true)
