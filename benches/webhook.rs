@@ -61,6 +61,7 @@ fn authenticator(url: &str, ttl: Duration) -> Authenticator {
         "k8s".into(),
         UsernameFormat::Name,
         4096,
+        Vec::new(),
         Arc::new(Metrics::default()),
     )
 }

@@ -70,6 +70,8 @@ impl Svc {
             },
             policy_file: Some(policy),
             policy_reload_interval: Duration::from_secs(2),
+            policy_strict: false,
+            sync_strict: false,
             sync_config_file: None,
             log_level: "info".into(),
             warnings: vec![],

@@ -34,6 +34,9 @@ pub struct Metrics {
     pub cache_entries: AtomicU64,
     /// Current number of rules in the loaded policy.
     pub policy_rules: AtomicU64,
+    /// Rule parts of the loaded policy that never allow anything because Go skips them at
+    /// every request (a `nonresource` without `path`).
+    pub policy_skipped_rules: AtomicU64,
 }
 
 /// Every counter of the service: the only place their names are written, so a misspelt
@@ -92,10 +95,11 @@ enum Family {
     ReviewDuration,
     CacheEntries,
     PolicyRules,
+    PolicySkippedRules,
     BuildInfo,
 }
 
-const FAMILIES: [Family; 11] = [
+const FAMILIES: [Family; 12] = [
     Family::Counter(Counter::Reviews),
     Family::ReviewDuration,
     Family::Counter(Counter::TokenCacheRequests),
@@ -104,6 +108,7 @@ const FAMILIES: [Family; 11] = [
     Family::Counter(Counter::KeystoneRequests),
     Family::Counter(Counter::PolicyReloads),
     Family::PolicyRules,
+    Family::PolicySkippedRules,
     Family::Counter(Counter::TlsReloads),
     Family::Counter(Counter::HttpRequestsRejected),
     Family::BuildInfo,
@@ -128,6 +133,11 @@ impl Family {
                 "k8s_keystone_auth_policy_rules",
                 "gauge",
                 "Rules in the policy in force.",
+            ),
+            Family::PolicySkippedRules => (
+                "k8s_keystone_auth_policy_skipped_rules",
+                "gauge",
+                "Rule parts of the policy in force that never allow anything because Go skips them (a nonresource without path); policy.strict refuses them.",
             ),
             Family::BuildInfo => (
                 "k8s_keystone_auth_build_info",
@@ -203,6 +213,10 @@ impl Metrics {
                 }
                 Family::PolicyRules => {
                     let _ = writeln!(out, "{name} {}", self.policy_rules.load(Ordering::Relaxed));
+                }
+                Family::PolicySkippedRules => {
+                    let v = self.policy_skipped_rules.load(Ordering::Relaxed);
+                    let _ = writeln!(out, "{name} {v}");
                 }
                 Family::BuildInfo => {
                     let _ = writeln!(out, "{name}{{version=\"{}\"}} 1", crate::VERSION);

@@ -134,7 +134,8 @@ pub enum PolicyError {
         /// The JSON type found.
         found: &'static str,
     },
-    /// A field that Go dereferences unconditionally is missing or `null`.
+    /// A field that Go dereferences unconditionally is missing or `null` (or, in strict mode,
+    /// one whose absence makes Go skip the rule's object).
     #[error("rule {index}: `{field}` is missing")]
     MissingField {
         /// 0-based position of the rule in the array.
@@ -152,6 +153,32 @@ pub struct ParsedPolicy {
     /// Human-readable warnings, each naming the rule index (e.g. ignored keys, rules that can
     /// never match). Worth logging at startup and on reload.
     pub warnings: Vec<String>,
+    /// Parts of rules that can never allow anything because a field Go checks at each
+    /// request is missing (a `nonresource` without `path`). Loaded as Go loads them; see
+    /// [`ParsedPolicy::strict`] to refuse them instead.
+    pub skipped: Vec<SkippedPart>,
+}
+
+/// A part of a rule that never allows anything because Go skips it at every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedPart {
+    /// 0-based position of the rule in the array.
+    pub index: usize,
+    /// The missing field, e.g. `nonresource.path`.
+    pub field: String,
+}
+
+impl ParsedPolicy {
+    /// Strict mode: refuses a policy with a part that can never match, naming the first one.
+    pub fn strict(self) -> Result<ParsedPolicy, PolicyError> {
+        match self.skipped.first() {
+            Some(s) => Err(PolicyError::MissingField {
+                index: s.index,
+                field: s.field.clone(),
+            }),
+            None => Ok(self),
+        }
+    }
 }
 
 /// The subject and the action of a SubjectAccessReview.
@@ -263,14 +290,21 @@ impl Policy {
     /// Parses a policy document (the JSON array). Pure: no I/O, no logging.
     ///
     /// Accepts every document the Go version accepts and uses; anything Go silently ignores is
-    /// reported in [`ParsedPolicy::warnings`]. Rejects documents Go rejects (invalid JSON, wrong
-    /// JSON types) or would crash on (`null` rules, a version 1 `resource` without `namespace`
-    /// or `version`), and a `nonresource` without `path`.
+    /// reported in [`ParsedPolicy::warnings`]; a `nonresource` without `path`, which Go skips at
+    /// every request, is loaded as never allowing anything and listed in
+    /// [`ParsedPolicy::skipped`]. Rejects documents Go rejects (invalid JSON, wrong JSON types)
+    /// or would crash on (`null` rules, a version 1 `resource` without `namespace` or
+    /// `version`).
     pub fn parse(json: &str) -> Result<ParsedPolicy, PolicyError> {
-        let (rules, warnings) = parse::parse(json)?;
+        let parse::Parsed {
+            rules,
+            warnings,
+            skipped,
+        } = parse::parse(json)?;
         Ok(ParsedPolicy {
             policy: Policy { rules },
             warnings,
+            skipped,
         })
     }
 

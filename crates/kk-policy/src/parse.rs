@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::json::{Json, fold_key};
 use super::pattern::{NameSet, Pattern, PatternKind, go_to_lower};
 use super::v1::{self, MatchType};
-use super::{NonResourceGrant, PolicyError, ResourceGrant, Rule, v2};
+use super::{NonResourceGrant, PolicyError, ResourceGrant, Rule, SkippedPart, v2};
 
 /// A JSON object of string arrays, in document order, keys unique (last one wins).
 type ListMap = Vec<(String, Option<Vec<String>>)>;
@@ -49,8 +49,9 @@ struct RawMatch {
 }
 
 /// Parses and compiles a whole policy document.
-pub(super) fn parse(input: &str) -> Result<(Vec<Rule>, Vec<String>), PolicyError> {
+pub(super) fn parse(input: &str) -> Result<Parsed, PolicyError> {
     let mut warnings = Vec::new();
+    let mut skipped = Vec::new();
     let mut de = serde_json::Deserializer::from_str(input);
     let root = Json::deserialize(&mut de).map_err(|e| {
         let (line, column) = (e.line(), e.column());
@@ -78,19 +79,40 @@ pub(super) fn parse(input: &str) -> Result<(Vec<Rule>, Vec<String>), PolicyError
         let mut ctx = Ctx {
             index,
             warnings: &mut warnings,
+            skipped: &mut skipped,
         };
         rules.push(ctx.rule(item)?);
     }
-    Ok((rules, warnings))
+    Ok(Parsed {
+        rules,
+        warnings,
+        skipped,
+    })
+}
+
+/// What [`parse`] found.
+pub(super) struct Parsed {
+    pub(super) rules: Vec<Rule>,
+    pub(super) warnings: Vec<String>,
+    pub(super) skipped: Vec<SkippedPart>,
 }
 
 /// Per-rule decoding context.
 struct Ctx<'w> {
     index: usize,
     warnings: &'w mut Vec<String>,
+    skipped: &'w mut Vec<SkippedPart>,
 }
 
 impl Ctx<'_> {
+    /// Records a part of the rule that Go skips at every request.
+    fn ctx_skip(&mut self, field: &str) {
+        self.skipped.push(SkippedPart {
+            index: self.index,
+            field: field.to_owned(),
+        });
+    }
+
     fn warn(&mut self, message: impl fmt::Display) {
         self.warnings
             .push(format!("rule {}: {message}", self.index));
@@ -582,9 +604,14 @@ impl Ctx<'_> {
     }
 
     fn v1_nonresource(&mut self, raw: RawNonResource) -> Result<v1::NonResourceSpec, PolicyError> {
-        let Some(path) = raw.path else {
-            return Err(self.missing("nonresource.path"));
-        };
+        let path = raw.path;
+        if path.is_none() {
+            self.warn(
+                "`nonresource.path` is missing, so this rule's `nonresource` object never allows \
+                 anything (Go skips it at every request); the rest of the rule applies",
+            );
+            self.ctx_skip("nonresource.path");
+        }
         let verbs = NameSet::new(raw.verbs.unwrap_or_default());
         if verbs.contains("") {
             self.warn("`nonresource.verbs` contains \"\", which disables this rule (as in Go)");

@@ -325,11 +325,55 @@ fn upstream_v1_fixture_warnings() {
 }
 
 #[test]
-fn upstream_v1_fixture_pathless_nonresource_is_an_error() {
-    // Upstream's fixture also has `{"nonresource": {"verbs": ["get"]}, ...}`, which Go skips at
-    // evaluation time. We reject it.
-    let json = r#"[{"nonresource": {"verbs": ["get"]}, "match": [{"type": "user", "values": ["user1"]}]}]"#;
-    assert_eq!(error(json), "rule 0: `nonresource.path` is missing");
+fn a_pathless_nonresource_loads_as_go_loads_it_and_never_allows() {
+    // Upstream's own fixture has `{"nonresource": {"verbs": ["get"]}, ...}` (rule 15), which Go
+    // skips at every request ("path should be set. skipping"). It loads, never allows, and the
+    // rest of the rule (here a `resource` object) still applies.
+    let json = r#"[
+        {"nonresource": {"verbs": ["get"]}, "match": [{"type": "user", "values": ["user1"]}]},
+        {"resource": {"verbs": ["get"], "resources": ["pods"], "version": "*", "namespace": "*"},
+         "nonresource": {"verbs": ["*"]}, "match": [{"type": "user", "values": ["user1"]}]},
+        {"nonresource": {"verbs": ["get"], "path": "/ok"}, "match": [{"type": "user", "values": ["user1"]}]}
+    ]"#;
+    let parsed = parse_ok(json);
+    assert_eq!(
+        parsed.skipped,
+        [
+            SkippedPart {
+                index: 0,
+                field: "nonresource.path".into()
+            },
+            SkippedPart {
+                index: 1,
+                field: "nonresource.path".into()
+            }
+        ]
+    );
+    assert!(
+        parsed.warnings[0].starts_with("rule 0: `nonresource.path` is missing")
+            && parsed.warnings[0].contains("never allows anything"),
+        "{:#?}",
+        parsed.warnings
+    );
+    let p = &parsed.policy;
+    let user1 = Who::new("user1").project("project1");
+    for path in ["/", "/api", "*", ""] {
+        assert!(!user1.can(p, nonres("get", path)), "{path}");
+    }
+    assert!(user1.can(p, nonres("get", "/ok")));
+    assert_eq!(
+        user1.decide(p, res("get", "", "pods")),
+        allowed_by("allowed by policy rule 1 (resource)")
+    );
+}
+
+#[test]
+fn strict_mode_refuses_a_pathless_nonresource_by_rule_and_field() {
+    let json = r#"[{"nonresource": {"verbs": ["get"], "path": "/a"}},
+                   {"nonresource": {"verbs": ["get"]}, "match": [{"type": "user", "values": ["user1"]}]}]"#;
+    let e = parse_ok(json).strict().map(|_| ()).unwrap_err();
+    assert_eq!(e.to_string(), "rule 1: `nonresource.path` is missing");
+    assert!(parse_ok(GO_V1).strict().is_ok());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1297,13 +1341,17 @@ fn missing_required_fields() {
         ),
         "rule 0: `resource.namespace` is missing"
     );
-    assert_eq!(
-        error(r#"[{"nonresource": {"verbs": ["get"], "path": null}}]"#),
-        "rule 0: `nonresource.path` is missing"
-    );
-    match Policy::parse(r#"[{"nonresource": {}}]"#) {
-        Err(PolicyError::MissingField { index: 0, field }) => assert_eq!(field, "nonresource.path"),
-        other => panic!("unexpected {other:?}"),
+    // A `nonresource` without `path` (or with `"path": null`) is not an error: Go skips it.
+    for json in [
+        r#"[{"nonresource": {"verbs": ["get"], "path": null}}]"#,
+        r#"[{"nonresource": {}}]"#,
+    ] {
+        match Policy::parse(json).and_then(ParsedPolicy::strict) {
+            Err(PolicyError::MissingField { index: 0, field }) => {
+                assert_eq!(field, "nonresource.path")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }
 

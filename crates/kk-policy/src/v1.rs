@@ -49,19 +49,24 @@ impl ResourceSpec {
 #[derive(Debug, Clone)]
 pub(super) struct NonResourceSpec {
     pub(super) verbs: NameSet,
-    pub(super) path: String,
+    /// `None` when the rule has no `path`: Go skips such an object at every request ("path
+    /// should be set. skipping"), so it never allows anything.
+    pub(super) path: Option<String>,
 }
 
 impl NonResourceSpec {
     /// Go's `nonResourceMatches`, without the `match` part.
     pub(super) fn allows(&self, verb: &str, path: &str) -> bool {
         // An empty verb in the list disables the whole object.
+        let Some(own) = &self.path else {
+            return false;
+        };
         if self.verbs.contains("") || !self.verbs.allows(verb) {
             return false;
         }
-        self.path == "*"
-            || self.path == path
-            || (self.path.ends_with('*') && path.starts_with(self.path.trim_end_matches('*')))
+        own == "*"
+            || own == path
+            || (own.ends_with('*') && path.starts_with(own.trim_end_matches('*')))
     }
 }
 

@@ -23,6 +23,7 @@ use kk_core::k8s::TokenReviewStatus;
 use kk_core::keystone::{KeystoneClient, KeystoneError};
 use kk_core::metrics::Metrics;
 use kk_core::secret::Secret;
+use kk_policy::sync_config::RoleMapping;
 
 /// What the cache keeps for a token.
 #[derive(Debug, Clone)]
@@ -59,6 +60,8 @@ pub struct Authenticator {
     metrics: Arc<Metrics>,
     /// Whether skipping an access-rule credential's groups was logged (once per process).
     groups_skip_logged: AtomicBool,
+    /// The sync config's role mappings, applied to every authenticated user.
+    role_mappings: Vec<RoleMapping>,
 }
 
 impl Authenticator {
@@ -69,6 +72,7 @@ impl Authenticator {
         service_type: String,
         username_format: UsernameFormat,
         max_token_length: usize,
+        role_mappings: Vec<RoleMapping>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -78,6 +82,7 @@ impl Authenticator {
             service_type,
             username_format,
             max_token_length,
+            role_mappings,
             metrics,
             groups_skip_logged: AtomicBool::new(false),
         }
@@ -133,7 +138,7 @@ impl Authenticator {
             Outcome::Authenticated(id) => Review {
                 status: TokenReviewStatus {
                     authenticated: true,
-                    user: Some(user_info(&id, self.username_format)),
+                    user: Some(user_info(&id, self.username_format, &self.role_mappings)),
                     error: None,
                 },
                 result: "authenticated",

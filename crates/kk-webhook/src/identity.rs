@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use kk_core::k8s::{UserInfo, extra_keys};
 use kk_core::keystone::types::Token;
 use kk_core::timefmt::parse_rfc3339;
+use kk_policy::sync_config::RoleMapping;
 
 /// How the Kubernetes user name is built from the Keystone user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -146,15 +147,22 @@ pub fn has_access_rules(token: &Token) -> bool {
         .is_some_and(|a| !a.access_rules.is_empty())
 }
 
-/// The Kubernetes user for an identity, exactly as the Go reference builds it.
-pub fn user_info(id: &Identity, format: UsernameFormat) -> UserInfo {
-    let username = match format {
+/// The Kubernetes user for an identity, exactly as the Go reference builds it, role mappings
+/// (the sync config's `role-mappings`) applied last as Go's `syncRoles` does.
+pub fn user_info(id: &Identity, format: UsernameFormat, role_mappings: &[RoleMapping]) -> UserInfo {
+    let mut username = match format {
         UsernameFormat::Name => id.user_name.clone(),
         UsernameFormat::NameAtDomain => format!("{}@{}", id.user_name, id.user_domain_name),
         UsernameFormat::Id => id.user_id.clone(),
     };
     let mut groups = id.groups.clone();
     groups.push(id.project_id.clone());
+    kk_policy::sync_config::apply_role_mappings(
+        role_mappings,
+        &id.roles,
+        &mut username,
+        &mut groups,
+    );
     let mut extra = BTreeMap::new();
     extra.insert(
         extra_keys::PROJECT_ID.to_string(),
@@ -285,7 +293,7 @@ mod tests {
     fn maps_exactly_like_the_go_reference() {
         let mut id = identity_from_token(&token(ALICE), "k8s", now()).unwrap();
         id.groups = vec!["k8s-admins".into(), "team-a-devs".into()];
-        let u = user_info(&id, UsernameFormat::Name);
+        let u = user_info(&id, UsernameFormat::Name, &[]);
         assert_eq!(u.username, "alice");
         assert_eq!(u.uid, "u1");
         assert_eq!(u.groups, ["k8s-admins", "team-a-devs", "p1"]);
@@ -301,10 +309,26 @@ mod tests {
             })
         );
         assert_eq!(
-            user_info(&id, UsernameFormat::NameAtDomain).username,
+            user_info(&id, UsernameFormat::NameAtDomain, &[]).username,
             "alice@k8s"
         );
-        assert_eq!(user_info(&id, UsernameFormat::Id).username, "u1");
+        assert_eq!(user_info(&id, UsernameFormat::Id, &[]).username, "u1");
+    }
+
+    #[test]
+    fn role_mappings_add_groups_after_the_project_and_may_rename() {
+        let mut id = identity_from_token(&token(ALICE), "k8s", now()).unwrap();
+        id.groups = vec!["devs".into()];
+        let maps = kk_policy::sync_config::parse(
+            "role-mappings: [{keystone-role: member, groups: [mygroup]}, {keystone-role: k8s-viewer, username: viewer, groups: [v]}, {keystone-role: admin, groups: [no]}]",
+        )
+        .unwrap()
+        .config
+        .role_mappings;
+        let u = user_info(&id, UsernameFormat::Name, &maps);
+        assert_eq!(u.groups, ["devs", "p1", "mygroup", "v"]);
+        assert_eq!(u.username, "viewer");
+        assert_eq!(u.uid, "u1");
     }
 
     #[test]
@@ -357,7 +381,7 @@ mod tests {
                 }
             ]
         );
-        let u = user_info(&id, UsernameFormat::Name);
+        let u = user_info(&id, UsernameFormat::Name, &[]);
         assert_eq!(
             u.extra["alpha.kubernetes.io/identity/access-rules"],
             [
@@ -379,7 +403,7 @@ mod tests {
         let plain = identity_from_token(&token(ALICE), "k8s", now()).unwrap();
         assert!(plain.access_rules.is_empty());
         assert!(
-            !user_info(&plain, UsernameFormat::Name)
+            !user_info(&plain, UsernameFormat::Name, &[])
                 .extra
                 .contains_key(extra_keys::ACCESS_RULES)
         );

@@ -60,6 +60,8 @@ pub struct State {
     /// Token reviews.
     pub authenticator: Authenticator,
     policy: RwLock<Arc<Policy>>,
+    /// `policy.strict`, for reloads.
+    policy_strict: bool,
     /// Metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -81,7 +83,7 @@ impl State {
         )?;
         let policy = match &config.policy_file {
             Some(path) => {
-                let p = load_policy(path)?;
+                let p = load_policy(path, config.policy_strict, &metrics)?;
                 metrics.inc(
                     kk_core::metrics::Counter::PolicyReloads,
                     &[("result", "success")],
@@ -93,14 +95,10 @@ impl State {
         metrics
             .policy_rules
             .store(policy.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        if let Some(path) = &config.sync_config_file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read sync config file {}", path.display()))?;
-            kk_policy::sync_config::parse(&text)
-                .map_err(|m| anyhow::anyhow!(m))
-                .with_context(|| format!("invalid sync config file {}", path.display()))?;
-            info!(file = %path.display(), "sync config is valid (namespace and role-binding sync are not active in this version)");
-        }
+        let role_mappings = match &config.sync_config_file {
+            Some(path) => load_sync_config(path, config.sync_strict)?.role_mappings,
+            None => Vec::new(),
+        };
         Ok(Self {
             authenticator: Authenticator::new(
                 keystone,
@@ -108,9 +106,11 @@ impl State {
                 config.keystone.service_type.clone(),
                 config.username_format,
                 config.max_token_length,
+                role_mappings,
                 metrics.clone(),
             ),
             policy: RwLock::new(Arc::new(policy)),
+            policy_strict: config.policy_strict,
             metrics,
         })
     }
@@ -125,7 +125,7 @@ impl State {
 
     /// Re-reads the policy file; an invalid file leaves the policy in force.
     pub fn reload_policy(&self, path: &Path) {
-        match load_policy(path) {
+        match load_policy(path, self.policy_strict, &self.metrics) {
             Ok(p) => {
                 info!(file = %path.display(), rules = p.len(), "policy reloaded");
                 self.metrics
@@ -154,16 +154,57 @@ impl State {
     }
 }
 
-/// Reads and parses a policy file; logs its warnings. Errors name the file.
-pub fn load_policy(path: &Path) -> Result<Policy> {
+/// Reads and parses a policy file; logs its warnings and counts the rule parts Go skips (in
+/// `metrics.policy_skipped_rules`; strict mode refuses them). Errors name the file.
+pub fn load_policy(path: &Path, strict: bool, metrics: &Metrics) -> Result<Policy> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read policy file {}", path.display()))?;
-    let parsed =
+    let mut parsed =
         Policy::parse(&text).with_context(|| format!("invalid policy file {}", path.display()))?;
+    if strict {
+        parsed = parsed.strict().with_context(|| {
+            format!(
+                "invalid policy file {} (policy.strict is on; turn it off to load such rules as Go does)",
+                path.display()
+            )
+        })?;
+    }
     for w in &parsed.warnings {
         warn!(file = %path.display(), "policy: {w}");
     }
+    metrics.policy_skipped_rules.store(
+        parsed.skipped.len() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     Ok(parsed.policy)
+}
+
+/// Reads and validates the sync config file; logs its warnings (strict mode refuses what they
+/// name). Errors name the file.
+pub fn load_sync_config(path: &Path, strict: bool) -> Result<kk_policy::sync_config::SyncConfig> {
+    use kk_policy::sync_config;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read sync config file {}", path.display()))?;
+    let invalid = || format!("invalid sync config file {}", path.display());
+    let config = if strict {
+        sync_config::parse_strict(&text)
+            .map_err(|m| anyhow::anyhow!(m))
+            .with_context(invalid)?
+    } else {
+        let parsed = sync_config::parse(&text)
+            .map_err(|m| anyhow::anyhow!(m))
+            .with_context(invalid)?;
+        for w in &parsed.warnings {
+            warn!(file = %path.display(), "sync config: {w}");
+        }
+        parsed.config
+    };
+    info!(
+        file = %path.display(),
+        role_mappings = config.role_mappings.len(),
+        "sync config loaded (role mappings apply to every authenticated user; namespace and role-binding sync are not active in this version)"
+    );
+    Ok(config)
 }
 
 /// Builds everything, binds, and serves until `shutdown` completes.

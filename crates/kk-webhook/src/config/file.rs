@@ -132,6 +132,9 @@ pub struct PolicySection {
     pub file: Option<Spanned<String>>,
     /// How often the file is checked for changes (`2s`).
     pub reload_interval: Option<Spanned<String>>,
+    /// Refuse a policy with a rule part Go skips at every request (a `nonresource` without
+    /// `path`) instead of loading it as never allowing anything (`false`, as Go).
+    pub strict: Option<bool>,
 }
 
 /// `[sync]`
@@ -140,4 +143,7 @@ pub struct PolicySection {
 pub struct SyncSection {
     /// Sync configuration file (YAML).
     pub file: Option<Spanned<String>>,
+    /// Refuse what Go accepts with a warning (unknown keys, an empty `namespace-format`, a
+    /// role mapping without `keystone-role`) (`false`, as Go).
+    pub strict: Option<bool>,
 }

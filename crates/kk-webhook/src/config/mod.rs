@@ -44,8 +44,12 @@ pub struct Config {
     pub policy_file: Option<PathBuf>,
     /// How often the policy file is checked.
     pub policy_reload_interval: Duration,
-    /// Sync config file, if any (validated at start-up).
+    /// `policy.strict`: refuse policy rules Go skips instead of loading them.
+    pub policy_strict: bool,
+    /// Sync config file, if any (its role mappings apply to every authenticated user).
     pub sync_config_file: Option<PathBuf>,
+    /// `sync.strict`: refuse sync config leniencies Go accepts.
+    pub sync_strict: bool,
     /// Log filter.
     pub log_level: String,
     /// Warnings to log once logging is up (deprecated or ignored settings).
@@ -571,7 +575,9 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
         cache,
         policy_file,
         policy_reload_interval,
+        policy_strict: file.policy.strict.unwrap_or(false),
         sync_config_file,
+        sync_strict: file.sync.strict.unwrap_or(false),
         log_level,
         warnings,
     })
