@@ -6,6 +6,7 @@
 //! | module | concern |
 //! |---|---|
 //! | [`keystone`] | the Keystone v3 HTTP client and its JSON types |
+//! | [`goflags`] | command-line compatibility with the Go reference (`--a_b` is `--a-b`, `-v N`) |
 //! | [`hex`] | lower-case hexadecimal, the one encoder |
 //! | [`k8s`] | hand-written Kubernetes wire types (TokenReview, SubjectAccessReview), v1 and v1beta1 |
 //! | [`metrics`] | Prometheus counters and histograms, rendered by hand |
@@ -22,6 +23,7 @@
 use std::time::Duration;
 
 pub mod fsutil;
+pub mod goflags;
 pub mod hex;
 pub mod k8s;
 pub mod keystone;

@@ -35,7 +35,12 @@ fn refusal_ttl_flag(s: &str) -> Result<String, String> {
 /// kubectl through the `exec` section of a kubeconfig). Settings come from the flags, then the
 /// openstack client's OS_* variables, then the cloud named by OS_CLOUD in clouds.yaml.
 #[derive(Debug, Parser)]
-#[command(name = "kubectl-keystone-auth", version, max_term_width = 100)]
+#[command(
+    name = "kubectl-keystone-auth",
+    version,
+    max_term_width = 100,
+    args_override_self = true
+)]
 pub struct Cli {
     /// Credential and Keystone settings.
     #[command(flatten)]
@@ -139,19 +144,43 @@ pub struct CredentialArgs {
     /// the cache
     #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = duration)]
     pub lock_timeout: Duration,
-    /// Log level on stderr [env: RUST_LOG]
+    /// Log level on stderr [env: RUST_LOG] [default: warn]
     #[arg(
         long,
         global = true,
         value_name = "LEVEL",
-        default_value = "warn",
         ignore_case = true,
         value_parser = ["error", "warn", "info", "debug", "trace"]
     )]
-    pub log_level: String,
+    pub log_level: Option<String>,
+    /// klog-style verbosity, as client-keystone-auth takes it (0-2 info, 3-4 debug, 5+ trace);
+    /// --log-level wins.
+    #[arg(
+        short = 'v',
+        long = "v",
+        global = true,
+        value_name = "N",
+        hide_short_help = true
+    )]
+    pub verbosity: Option<u8>,
+    /// Accepted for compatibility with client-keystone-auth (klog); ignored.
+    #[arg(long, global = true, value_name = "PATTERN=N,...", hide = true)]
+    pub vmodule: Option<String>,
+    /// Accepted for compatibility with client-keystone-auth (klog); ignored.
+    #[arg(long, global = true, value_name = "DURATION", hide = true)]
+    pub log_flush_frequency: Option<String>,
 }
 
 impl CredentialArgs {
+    /// The log level: `--log-level`, else `-v`, else `warn`.
+    pub fn log_level(&self) -> String {
+        match (&self.log_level, self.verbosity) {
+            (Some(l), _) => l.to_ascii_lowercase(),
+            (None, Some(v)) => kk_core::goflags::verbosity_level(v).to_string(),
+            (None, None) => "warn".to_string(),
+        }
+    }
+
     /// The flags as the highest settings layer.
     pub fn layer(&self) -> Layer {
         let mut l = Layer::new(Origin::Flags);
@@ -285,7 +314,57 @@ mod tests {
             .to_string();
         assert!(err.contains("--log-level") && err.contains("loud"), "{err}");
         let cli = Cli::try_parse_from(["kubectl-keystone-auth", "--log-level", "DEBUG"]).unwrap();
-        assert_eq!(cli.credential.log_level.to_ascii_lowercase(), "debug");
+        assert_eq!(cli.credential.log_level(), "debug");
+    }
+
+    /// As main does: Go-style `--a_b` names first.
+    fn go_style(args: &[&str]) -> Cli {
+        Cli::try_parse_from(kk_core::goflags::normalize_flag_names(
+            args.iter().map(std::ffi::OsString::from),
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn client_keystone_auth_flags_work() {
+        // What a kubeconfig written for the Go client-keystone-auth passes.
+        let cli = go_style(&[
+            "kubectl-keystone-auth",
+            "--keystone_url=https://ks:5000/v3",
+            "--application_credential_id",
+            "id_1",
+            "--v=4",
+            "--vmodule=x=2",
+            "--log_flush_frequency=5s",
+        ]);
+        assert_eq!(
+            cli.credential.keystone_url.as_deref(),
+            Some("https://ks:5000/v3")
+        );
+        assert_eq!(
+            cli.credential.application_credential_id.as_deref(),
+            Some("id_1")
+        );
+        assert_eq!(cli.credential.log_level(), "debug");
+        assert_eq!(
+            go_style(&["kubectl-keystone-auth", "-v", "9"])
+                .credential
+                .log_level(),
+            "trace"
+        );
+        assert_eq!(
+            go_style(&["kubectl-keystone-auth"]).credential.log_level(),
+            "warn"
+        );
+        assert_eq!(
+            go_style(&["kubectl-keystone-auth", "-v=9", "--log-level=error"])
+                .credential
+                .log_level(),
+            "error"
+        );
+        // A repeated flag: the last one wins, as with pflag.
+        let cli = go_style(&["kubectl-keystone-auth", "--user-name=a", "--user_name=b"]);
+        assert_eq!(cli.credential.user_name.as_deref(), Some("b"));
     }
 
     #[test]

@@ -12,7 +12,9 @@ use kk_webhook::config::{self, cli::ServerArgs};
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let matches = ServerArgs::command().get_matches();
+    // `--keystone_url` is `--keystone-url`, as in the Go reference (pflag's normalization).
+    let matches = ServerArgs::command()
+        .get_matches_from(kk_core::goflags::normalize_flag_names(std::env::args_os()));
     let args = match ServerArgs::from_arg_matches(&matches) {
         Ok(a) => a,
         Err(e) => e.exit(),

@@ -13,7 +13,12 @@ use clap::Parser;
 /// Settings come from flags, then their environment variables, then the TOML file given with
 /// --config, then defaults (see docs/configuration.md).
 #[derive(Debug, Parser)]
-#[command(name = "k8s-keystone-auth", version, max_term_width = 100)]
+#[command(
+    name = "k8s-keystone-auth",
+    version,
+    max_term_width = 100,
+    args_override_self = true
+)]
 pub struct ServerArgs {
     /// TOML configuration file with every setting (flags and their variables override it).
     #[arg(long, value_name = "FILE", env = "K8S_KEYSTONE_AUTH_CONFIG")]
@@ -64,6 +69,15 @@ pub struct ServerArgs {
     /// klog-style verbosity of the Go reference (0-2 info, 3-4 debug, 5+ trace).
     #[arg(short = 'v', long = "v", value_name = "N", hide_short_help = true)]
     pub verbosity: Option<u8>,
+
+    /// Accepted for compatibility with the Go reference (klog's per-file verbosity); ignored.
+    #[arg(long, value_name = "PATTERN=N,...", hide_short_help = true)]
+    pub vmodule: Option<String>,
+
+    /// Accepted for compatibility with the Go reference (klog's flush interval); ignored: log
+    /// lines are written at once.
+    #[arg(long, value_name = "DURATION", hide_short_help = true)]
+    pub log_flush_frequency: Option<String>,
 
     /// Extra strings prepended to the User-Agent sent to Keystone (repeatable).
     #[arg(long = "user-agent", value_name = "STRING")]

@@ -540,14 +540,12 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
         .transpose()?;
 
     // logging
+    if args.vmodule.is_some() {
+        warnings.push("--vmodule is accepted for compatibility and ignored (use --log-level with a tracing directive, e.g. kk_webhook=debug)".into());
+    }
     let log_level = match (&args.log_level, args.verbosity, &file.log_level) {
         (Some(l), _, _) => l.clone(),
-        (None, Some(v), _) => match v {
-            0..=2 => "info",
-            3..=4 => "debug",
-            _ => "trace",
-        }
-        .to_string(),
+        (None, Some(v), _) => kk_core::goflags::verbosity_level(v).to_string(),
         (None, None, Some(l)) => l.get_ref().clone(),
         (None, None, None) => "info".to_string(),
     };

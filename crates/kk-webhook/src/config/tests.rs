@@ -4,7 +4,50 @@ use clap::Parser;
 fn args(argv: &[&str]) -> ServerArgs {
     let mut full = vec!["k8s-keystone-auth"];
     full.extend_from_slice(argv);
-    ServerArgs::try_parse_from(full).unwrap()
+    // As main does: Go-style `--a_b` names first.
+    ServerArgs::try_parse_from(kk_core::goflags::normalize_flag_names(
+        full.into_iter().map(std::ffi::OsString::from),
+    ))
+    .unwrap()
+}
+
+#[test]
+fn go_component_base_flags_work() {
+    let c = run(
+        &[
+            "--tls_cert_file=/c.pem",
+            "--tls_private_key_file",
+            "/k.pem",
+            "--keystone_url=https://ks.example:5000/v3",
+            "--keystone_policy_file=/p.json",
+            "-v=4",
+            "--vmodule=keystone*=6",
+            "--log_flush_frequency=5s",
+            "--log-flush-frequency",
+            "10s",
+            "--user-agent=a",
+            "--user_agent",
+            "b",
+            "--keystone-url=https://ks.example:5000/v3",
+        ],
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.keystone.url.as_str(), "https://ks.example:5000/v3");
+    assert_eq!(c.policy_file.as_deref(), Some(Path::new("/p.json")));
+    assert_eq!(c.log_level, "debug");
+    assert!(
+        c.keystone.user_agent.starts_with("a b"),
+        "{}",
+        c.keystone.user_agent
+    );
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("--vmodule is accepted")),
+        "{:?}",
+        c.warnings
+    );
 }
 
 fn run(argv: &[&str], file: Option<&str>) -> Result<Config, ConfigError> {
