@@ -22,6 +22,7 @@ mod apiserver;
 mod authn;
 mod authz;
 mod charm;
+mod differential;
 mod manifests;
 mod plugin;
 mod sandbox;
