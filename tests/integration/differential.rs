@@ -67,59 +67,24 @@ impl Pair {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new("differential");
         pki.write_server(dir.path());
-        let spawn = |bin: PathBuf, name: &str, log_dir: &Path| {
-            for _attempt in 0..5 {
-                let port = free_port();
-                let log = log_dir.join(format!("{name}-{port}.log"));
-                let mut child = Command::new(&bin)
-                    .arg(format!("--listen=127.0.0.1:{port}"))
-                    .arg(format!(
-                        "--tls-cert-file={}",
-                        dir.path().join("tls.crt").display()
-                    ))
-                    .arg(format!(
-                        "--tls-private-key-file={}",
-                        dir.path().join("tls.key").display()
-                    ))
-                    .arg(format!("--keystone-url={}", env("KS_URL")))
-                    .args(args)
-                    .env_remove("RUST_LOG")
-                    .env_remove("OS_AUTH_URL")
-                    .stdin(Stdio::null())
-                    .stdout(std::fs::File::create(&log).unwrap())
-                    .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
-                    .spawn()
-                    .unwrap();
-                // Up when the port accepts connections (the Go service has no /healthz).
-                let deadline = Instant::now() + Duration::from_secs(20);
-                let mut exited = None;
-                while Instant::now() < deadline {
-                    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                        return Side { port, child, log };
-                    }
-                    if let Ok(Some(status)) = child.try_wait() {
-                        exited = Some(status);
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                let text = std::fs::read_to_string(log.with_extension("err")).unwrap_or_default();
-                if text.contains("address already in use") {
-                    continue;
-                }
-                let _ = child.kill();
-                panic!("{name} did not start ({exited:?}); args {args:?}; log:\n{text}");
-            }
-            panic!("{name}: no free port after 5 attempts");
-        };
         // Our log goes with the others of the run (scanned for tokens); the Go reference logs
         // in the test's own folder: it is test equipment, not under test.
         let ours = spawn(
             PathBuf::from(crate::bins::bin("k8s-keystone-auth")),
             "ours",
             &log_dir(),
-        );
-        let go = spawn(go_bin("k8s-keystone-auth"), "go", dir.path());
+            dir.path(),
+            args,
+        )
+        .await;
+        let go = spawn(
+            go_bin("k8s-keystone-auth"),
+            "go",
+            dir.path(),
+            dir.path(),
+            args,
+        )
+        .await;
         let ca = reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap();
         let http = reqwest::Client::builder()
             .tls_certs_only([ca])
@@ -167,6 +132,51 @@ impl Pair {
     fn go_log(&self) -> String {
         std::fs::read_to_string(self.go.log.with_extension("err")).unwrap_or_default()
     }
+}
+
+/// Starts one service with the shared TLS files in `tls` and `args`; retries on a taken port.
+async fn spawn(bin: PathBuf, name: &str, log_dir: &Path, tls: &Path, args: &[String]) -> Side {
+    for _attempt in 0..5 {
+        let port = free_port();
+        let log = log_dir.join(format!("{name}-{port}.log"));
+        let mut child = Command::new(&bin)
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--tls-cert-file={}", tls.join("tls.crt").display()))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                tls.join("tls.key").display()
+            ))
+            .arg(format!("--keystone-url={}", env("KS_URL")))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("OS_AUTH_URL")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+            .spawn()
+            .unwrap();
+        // Up when the port accepts connections (the Go service has no /healthz).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut exited = None;
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Side { port, child, log };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                exited = Some(status);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let text = std::fs::read_to_string(log.with_extension("err")).unwrap_or_default();
+        let _ = child.kill();
+        let _ = child.wait();
+        if text.contains("address already in use") {
+            continue;
+        }
+        panic!("{name} did not start ({exited:?}); args {args:?}; log:\n{text}");
+    }
+    panic!("{name}: no free port after 5 attempts");
 }
 
 fn token_review(version: &str, token: &str) -> Value {
@@ -582,6 +592,9 @@ fn run_plugin_as(
     )
 }
 
+/// Environment variables of a plugin run.
+type Vars<'a> = Vec<(&'a str, String)>;
+
 #[tokio::test]
 async fn both_plugins_log_in_with_the_same_flags_and_variables() {
     let _ks = KEYSTONE.read().await;
@@ -591,7 +604,7 @@ async fn both_plugins_log_in_with_the_same_flags_and_variables() {
     let ac_id = env("KS_AC_KUBECTL_ID");
     let ac_secret = env("KS_AC_KUBECTL_SECRET");
     let password = env("KS_ALICE_PASSWORD");
-    let cases: Vec<(&str, Vec<String>, Vec<(&str, String)>)> = vec![
+    let cases: Vec<(&str, Vec<String>, Vars<'_>)> = vec![
         (
             // Go's client takes an application credential from flags only with id, name and
             // secret all given (D6).
