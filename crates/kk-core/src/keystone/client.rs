@@ -767,6 +767,193 @@ mod tests {
         assert!(!err.contains("hunter2"), "{err}");
     }
 
+    /// `POST /v3/auth/tokens` bodies of every flow, byte for byte, as Keystone's API reference
+    /// documents them ("Authenticating with an Application Credential", "Password
+    /// authentication with scoped authorization", "Token authentication with unscoped
+    /// authorization", ...). Members are in alphabetical order, which is how these bodies have
+    /// always been sent.
+    fn auth_goldens() -> Vec<(&'static str, AuthRequest, &'static str)> {
+        let name = |name: &str, domain_id: Option<&str>, domain_name: Option<&str>| UserRef::Name {
+            name: name.into(),
+            domain_id: domain_id.map(Into::into),
+            domain_name: domain_name.map(Into::into),
+        };
+        let project =
+            |name: &str, domain_id: Option<&str>, domain_name: Option<&str>| Scope::ProjectName {
+                name: name.into(),
+                domain_id: domain_id.map(Into::into),
+                domain_name: domain_name.map(Into::into),
+            };
+        let pw = || Secret::new("pw-SEKRET");
+        let ac_secret = || Secret::new("ac-SEKRET");
+        let token = || Secret::new("gAAAAA-SEKRET");
+        vec![
+            (
+                "password, user by id, unscoped",
+                AuthRequest::Password {
+                    user: UserRef::Id("u1".into()),
+                    password: pw(),
+                    scope: Scope::Unscoped,
+                },
+                r#"{"auth":{"identity":{"methods":["password"],"password":{"user":{"id":"u1","password":"pw-SEKRET"}}}}}"#,
+            ),
+            (
+                "password, user by name in a domain by name, project by id",
+                AuthRequest::Password {
+                    user: name("alice", None, Some("k8s")),
+                    password: pw(),
+                    scope: Scope::ProjectId("p1".into()),
+                },
+                r#"{"auth":{"identity":{"methods":["password"],"password":{"user":{"domain":{"name":"k8s"},"name":"alice","password":"pw-SEKRET"}}},"scope":{"project":{"id":"p1"}}}}"#,
+            ),
+            (
+                "password, user by name in a domain by id, project by name in a domain by name",
+                AuthRequest::Password {
+                    user: name("alice", Some("d1"), None),
+                    password: pw(),
+                    scope: project("team-a", None, Some("k8s")),
+                },
+                r#"{"auth":{"identity":{"methods":["password"],"password":{"user":{"domain":{"id":"d1"},"name":"alice","password":"pw-SEKRET"}}},"scope":{"project":{"domain":{"name":"k8s"},"name":"team-a"}}}}"#,
+            ),
+            (
+                "password, no domains: the default domain for the user and the project",
+                AuthRequest::Password {
+                    user: name("alice", None, None),
+                    password: pw(),
+                    scope: project("team-a", None, None),
+                },
+                r#"{"auth":{"identity":{"methods":["password"],"password":{"user":{"domain":{"id":"default"},"name":"alice","password":"pw-SEKRET"}}},"scope":{"project":{"domain":{"id":"default"},"name":"team-a"}}}}"#,
+            ),
+            (
+                "password, a domain id wins over a domain name",
+                AuthRequest::Password {
+                    user: name("alice", Some("d1"), Some("k8s")),
+                    password: pw(),
+                    scope: project("team-a", Some("d2"), Some("other")),
+                },
+                r#"{"auth":{"identity":{"methods":["password"],"password":{"user":{"domain":{"id":"d1"},"name":"alice","password":"pw-SEKRET"}}},"scope":{"project":{"domain":{"id":"d2"},"name":"team-a"}}}}"#,
+            ),
+            (
+                "token, unscoped",
+                AuthRequest::Token {
+                    token: token(),
+                    scope: Scope::Unscoped,
+                },
+                r#"{"auth":{"identity":{"methods":["token"],"token":{"id":"gAAAAA-SEKRET"}}}}"#,
+            ),
+            (
+                "token, project by id",
+                AuthRequest::Token {
+                    token: token(),
+                    scope: Scope::ProjectId("p1".into()),
+                },
+                r#"{"auth":{"identity":{"methods":["token"],"token":{"id":"gAAAAA-SEKRET"}},"scope":{"project":{"id":"p1"}}}}"#,
+            ),
+            (
+                "token, project by name in a domain by id",
+                AuthRequest::Token {
+                    token: token(),
+                    scope: project("team-a", Some("d1"), None),
+                },
+                r#"{"auth":{"identity":{"methods":["token"],"token":{"id":"gAAAAA-SEKRET"}},"scope":{"project":{"domain":{"id":"d1"},"name":"team-a"}}}}"#,
+            ),
+            (
+                "application credential by id",
+                AuthRequest::ApplicationCredential {
+                    id: Some("ac1".into()),
+                    name: None,
+                    user: None,
+                    secret: ac_secret(),
+                },
+                r#"{"auth":{"identity":{"application_credential":{"id":"ac1","secret":"ac-SEKRET"},"methods":["application_credential"]}}}"#,
+            ),
+            (
+                "application credential by id: a name and user given too are left out",
+                AuthRequest::ApplicationCredential {
+                    id: Some("ac1".into()),
+                    name: Some("kubectl".into()),
+                    user: Some(UserRef::Id("u1".into())),
+                    secret: ac_secret(),
+                },
+                r#"{"auth":{"identity":{"application_credential":{"id":"ac1","secret":"ac-SEKRET"},"methods":["application_credential"]}}}"#,
+            ),
+            (
+                "application credential by name, user by name in a domain by name",
+                AuthRequest::ApplicationCredential {
+                    id: None,
+                    name: Some("kubectl".into()),
+                    user: Some(name("alice", None, Some("k8s"))),
+                    secret: ac_secret(),
+                },
+                r#"{"auth":{"identity":{"application_credential":{"name":"kubectl","secret":"ac-SEKRET","user":{"domain":{"name":"k8s"},"name":"alice"}},"methods":["application_credential"]}}}"#,
+            ),
+            (
+                "application credential by name, user by id",
+                AuthRequest::ApplicationCredential {
+                    id: None,
+                    name: Some("kubectl".into()),
+                    user: Some(UserRef::Id("u1".into())),
+                    secret: ac_secret(),
+                },
+                r#"{"auth":{"identity":{"application_credential":{"name":"kubectl","secret":"ac-SEKRET","user":{"id":"u1"}},"methods":["application_credential"]}}}"#,
+            ),
+            (
+                "application credential by name, user by name in the default domain",
+                AuthRequest::ApplicationCredential {
+                    id: None,
+                    name: Some("kubectl".into()),
+                    user: Some(name("alice", None, None)),
+                    secret: ac_secret(),
+                },
+                r#"{"auth":{"identity":{"application_credential":{"name":"kubectl","secret":"ac-SEKRET","user":{"domain":{"id":"default"},"name":"alice"}},"methods":["application_credential"]}}}"#,
+            ),
+        ]
+    }
+
+    #[test]
+    fn auth_bodies_are_the_golden_json() {
+        for (what, request, golden) in auth_goldens() {
+            let body = serde_json::to_string(&request.to_body()).unwrap();
+            assert_eq!(body, golden, "{what}");
+        }
+    }
+
+    #[test]
+    fn new_application_credential_bodies_are_the_golden_json() {
+        for (what, request, golden) in [
+            (
+                "name only",
+                NewApplicationCredential {
+                    name: "kubectl".into(),
+                    ..Default::default()
+                },
+                r#"{"application_credential":{"name":"kubectl"}}"#,
+            ),
+            (
+                "everything",
+                NewApplicationCredential {
+                    name: "kubectl".into(),
+                    description: Some("kubectl access to https://k8s:6443".into()),
+                    expires_at: Some("2027-06-30T00:00:00Z".into()),
+                    roles: vec!["k8s-viewer".into(), "member".into()],
+                },
+                r#"{"application_credential":{"description":"kubectl access to https://k8s:6443","expires_at":"2027-06-30T00:00:00Z","name":"kubectl","roles":[{"name":"k8s-viewer"},{"name":"member"}]}}"#,
+            ),
+            (
+                "an expiry, no description",
+                NewApplicationCredential {
+                    name: "k".into(),
+                    expires_at: Some("2027-06-30T00:00:00Z".into()),
+                    ..Default::default()
+                },
+                r#"{"application_credential":{"expires_at":"2027-06-30T00:00:00Z","name":"k"}}"#,
+            ),
+        ] {
+            let body = serde_json::to_string(&request.to_body()).unwrap();
+            assert_eq!(body, golden, "{what}");
+        }
+    }
+
     #[test]
     fn auth_bodies_match_keystone_api_ref() {
         let by_id = AuthRequest::ApplicationCredential {
