@@ -389,38 +389,10 @@ pub struct TlsFiles {
     pub client: Option<(PathBuf, PathBuf)>,
 }
 
-/// The flow with its settings; secrets may still be missing (they are asked for last, after
-/// the token cache had its chance).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Method {
-    /// An application credential by id, or by name and user.
-    ApplicationCredential {
-        /// Id.
-        id: Option<String>,
-        /// Name (with `user`).
-        name: Option<String>,
-        /// Owner, for a named credential.
-        user: Option<UserRef>,
-        /// Secret.
-        secret: Option<Secret>,
-    },
-    /// User and password.
-    Password {
-        /// Who.
-        user: UserRef,
-        /// Password.
-        password: Option<Secret>,
-        /// Scope.
-        scope: Scope,
-    },
-    /// An existing token.
-    Token {
-        /// The token (required: it is the identity).
-        token: Secret,
-        /// Scope; unscoped means "use the token as it is".
-        scope: Scope,
-    },
-}
+/// The flow with its settings: Keystone's request, whose secret (password, application
+/// credential secret) may still be missing: it is asked for last, after the token cache had its
+/// chance ([`Plan::set_secret`], [`Plan::auth_request`]).
+pub type Method = AuthRequest<Option<Secret>>;
 
 /// Everything needed to get a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -599,35 +571,15 @@ impl Plan {
 
     /// The request for `POST /v3/auth/tokens`; `Err` names the missing secret.
     pub fn auth_request(&self) -> Result<AuthRequest, SettingsError> {
-        let missing = |field| SettingsError::Missing {
-            field,
-            alternative: None,
+        let field = match self.method {
+            Method::Password { .. } => Field::Password,
+            _ => Field::AppCredSecret,
         };
-        Ok(match &self.method {
-            Method::ApplicationCredential {
-                id,
-                name,
-                user,
-                secret,
-            } => AuthRequest::ApplicationCredential {
-                id: id.clone(),
-                name: name.clone(),
-                user: user.clone(),
-                secret: secret.clone().ok_or(missing(Field::AppCredSecret))?,
-            },
-            Method::Password {
-                user,
-                password,
-                scope,
-            } => AuthRequest::Password {
-                user: user.clone(),
-                password: password.clone().ok_or(missing(Field::Password))?,
-                scope: scope.clone(),
-            },
-            Method::Token { token, scope } => AuthRequest::Token {
-                token: token.clone(),
-                scope: scope.clone(),
-            },
+        self.method.clone().try_map_secret(|secret| {
+            secret.ok_or(SettingsError::Missing {
+                field,
+                alternative: None,
+            })
         })
     }
 }
