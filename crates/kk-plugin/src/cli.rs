@@ -438,6 +438,64 @@ mod tests {
         );
     }
 
+    /// The settings table (`settings::Field`) and the flags cannot drift apart: every setting
+    /// is a flag whose help names its variable and which sets that setting and no other in the
+    /// flags' layer, and every other flag is a known non-setting.
+    #[test]
+    fn every_setting_of_the_table_is_a_flag_naming_its_variable() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let args: Vec<&clap::Arg> = cmd.get_arguments().collect();
+        for (i, field) in Field::ALL.into_iter().enumerate() {
+            let long = field.flag().strip_prefix("--").unwrap();
+            let arg = args
+                .iter()
+                .find(|a| a.get_long() == Some(long))
+                .unwrap_or_else(|| panic!("{field:?}: {} is not a flag", field.flag()));
+            assert!(arg.is_global_set(), "{} is global", field.flag());
+            let help = arg
+                .get_long_help()
+                .or(arg.get_help())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(
+                help.contains(&format!("[env: {}]", field.var())),
+                "{field:?}: the help of {} does not name {}: {help}",
+                field.flag(),
+                field.var()
+            );
+            let value = format!("value-{i}");
+            let cli = Cli::try_parse_from(["kubectl-keystone-auth", field.flag(), &value])
+                .unwrap_or_else(|e| panic!("{field:?}: {e}"));
+            let layer = cli.credential.layer();
+            for other in Field::ALL {
+                assert_eq!(
+                    layer.get(other).map(Secret::expose),
+                    (other == field).then_some(value.as_str()),
+                    "{} and {other:?}",
+                    field.flag()
+                );
+            }
+        }
+        let not_settings = [
+            "os-cloud",
+            "no-cache",
+            "refusal-ttl",
+            "refresh-margin",
+            "lock-timeout",
+            "log-level",
+            "help",
+            "version",
+        ];
+        for long in args.iter().filter_map(|a| a.get_long()) {
+            assert!(
+                Field::ALL.iter().any(|f| f.flag() == format!("--{long}"))
+                    || not_settings.contains(&long),
+                "--{long} is neither a setting of settings::Field nor a known other flag"
+            );
+        }
+    }
+
     #[test]
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;

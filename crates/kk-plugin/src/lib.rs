@@ -715,7 +715,8 @@ fn blank_unused(env: &mut Vec<(String, Secret)>) {
         .filter(|f| !(keep_password && **f == Field::Password))
         .map(|f| f.var())
         .collect();
-    blank.extend(["OS_AUTH_TOKEN", "OS_CLOUD"]);
+    blank.extend(Field::ALL.iter().filter_map(|f| f.alias()));
+    blank.push("OS_CLOUD");
     for var in blank {
         if !env.iter().any(|(k, _)| k == var) {
             env.push((var.to_string(), Secret::new("")));

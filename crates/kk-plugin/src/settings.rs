@@ -8,6 +8,10 @@
 //! name), the user's domain and the project's domain (id or name, with the `--domain-*`
 //! defaults of the same layer). So `--project-name` beats `OS_PROJECT_ID`, never the reverse.
 //!
+//! Each setting is one row of one table (`fields!`): its flag, its `OS_*` variable, its key in
+//! a cloud, whether it is a secret and the words for it; tests check the table against the
+//! flags of [`super::cli`] and [`Layer::from_env`].
+//!
 //! Which flow is used is decided the same way: the first layer that names a type
 //! (`--auth-type`/`OS_AUTH_TYPE`/`auth_type`: `v3applicationcredential`, `password`, `token`) or
 //! holds a credential decides it; without a type, an application-credential setting picks the
@@ -23,191 +27,129 @@ use sha2::{Digest, Sha256};
 use kk_core::keystone::{AuthRequest, Scope, UserRef, normalize_url};
 use kk_core::secret::Secret;
 
-/// One setting, with its flag, its environment variable and its key in `clouds.yaml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Field {
-    /// Keystone URL.
-    AuthUrl,
-    /// `v3applicationcredential`, `password` or `token`.
-    AuthType,
-    /// User name.
-    UserName,
-    /// User id.
-    UserId,
-    /// Domain of the user, by name.
-    UserDomainName,
-    /// Domain of the user, by id.
-    UserDomainId,
-    /// Project name.
-    ProjectName,
-    /// Project id.
-    ProjectId,
-    /// Domain of the project, by name.
-    ProjectDomainName,
-    /// Domain of the project, by id.
-    ProjectDomainId,
-    /// Default for both the user's and the project's domain, by name.
-    DomainName,
-    /// Default for both the user's and the project's domain, by id.
-    DomainId,
-    /// Password.
-    Password,
-    /// An existing Keystone token (a federated user's session token).
-    Token,
-    /// Application credential id.
-    AppCredId,
-    /// Application credential name.
-    AppCredName,
-    /// Application credential secret.
-    AppCredSecret,
-    /// CA bundle for Keystone.
-    CaCert,
-    /// Client certificate for Keystone.
-    Cert,
-    /// Client key for Keystone.
-    Key,
+/// Declares [`Field`] and its row of the table `FIELDS` together, one line per setting: its flag, its
+/// environment variable (and an older alias), its place in a cloud of `clouds.yaml`, whether it
+/// is a secret, and the words for it in messages and prompts.
+macro_rules! fields {
+    ($($field:ident: $flag:literal, $var:literal $(or $alias:literal)?, $cloud:literal, $kind:ident, $describe:literal;)+) => {
+        /// One setting, with its flag, its environment variable and its key in `clouds.yaml`
+        /// (one row of the table of `settings.rs`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Field {
+            $(
+                #[doc = concat!("The ", $describe, ": `", $flag, "`, `", $var, "`, `", $cloud, "` in a cloud.")]
+                $field,
+            )+
+        }
+
+        impl Field {
+            /// Every field, in the order of the table.
+            pub const ALL: [Field; FIELDS.len()] = [$(Field::$field),+];
+        }
+
+        /// The settings, one row per [`Field`], in its order.
+        const FIELDS: [FieldInfo; [$(stringify!($field)),+].len()] = [$(
+            FieldInfo {
+                flag: $flag,
+                var: $var,
+                alias: fields!(@alias $($alias)?),
+                cloud: $cloud,
+                secret: fields!(@kind $kind),
+                describe: $describe,
+            },
+        )+];
+    };
+    (@alias) => { None };
+    (@alias $alias:literal) => { Some($alias) };
+    (@kind plain) => { false };
+    (@kind secret) => { true };
+}
+
+fields! {
+    // field            flag                               variable [or alias]                        in a cloud                              kind    words
+    AuthUrl:            "--keystone-url",                  "OS_AUTH_URL",                             "auth.auth_url",                        plain,  "Keystone URL";
+    AuthType:           "--auth-type",                     "OS_AUTH_TYPE",                            "auth_type",                            plain,  "authentication type";
+    UserName:           "--user-name",                     "OS_USERNAME",                             "auth.username",                        plain,  "user name";
+    UserId:             "--user-id",                       "OS_USER_ID",                              "auth.user_id",                         plain,  "user id";
+    UserDomainName:     "--user-domain-name",              "OS_USER_DOMAIN_NAME",                     "auth.user_domain_name",                plain,  "user domain name";
+    UserDomainId:       "--user-domain-id",                "OS_USER_DOMAIN_ID",                       "auth.user_domain_id",                  plain,  "user domain id";
+    ProjectName:        "--project-name",                  "OS_PROJECT_NAME",                         "auth.project_name",                    plain,  "project name";
+    ProjectId:          "--project-id",                    "OS_PROJECT_ID",                           "auth.project_id",                      plain,  "project id";
+    ProjectDomainName:  "--project-domain-name",           "OS_PROJECT_DOMAIN_NAME",                  "auth.project_domain_name",             plain,  "project domain name";
+    ProjectDomainId:    "--project-domain-id",             "OS_PROJECT_DOMAIN_ID",                    "auth.project_domain_id",               plain,  "project domain id";
+    DomainName:         "--domain-name",                   "OS_DOMAIN_NAME",                          "auth.domain_name",                     plain,  "domain name";
+    DomainId:           "--domain-id",                     "OS_DOMAIN_ID",                            "auth.domain_id",                       plain,  "domain id";
+    Password:           "--password",                      "OS_PASSWORD",                             "auth.password",                        secret, "password";
+    Token:              "--token",                         "OS_TOKEN" or "OS_AUTH_TOKEN",             "auth.token",                           secret, "Keystone token";
+    AppCredId:          "--application-credential-id",     "OS_APPLICATION_CREDENTIAL_ID",            "auth.application_credential_id",       plain,  "application credential id";
+    AppCredName:        "--application-credential-name",   "OS_APPLICATION_CREDENTIAL_NAME",          "auth.application_credential_name",     plain,  "application credential name";
+    AppCredSecret:      "--application-credential-secret", "OS_APPLICATION_CREDENTIAL_SECRET",        "auth.application_credential_secret",   secret, "application credential secret";
+    CaCert:             "--cacert",                        "OS_CACERT",                               "cacert",                               plain,  "Keystone CA file";
+    Cert:               "--cert",                          "OS_CERT",                                 "cert",                                 plain,  "client certificate file";
+    Key:                "--key",                           "OS_KEY",                                  "key",                                  plain,  "client key file";
+}
+
+/// One row of the settings table.
+#[derive(Debug)]
+struct FieldInfo {
+    /// The command-line flag.
+    flag: &'static str,
+    /// The openstack client's environment variable.
+    var: &'static str,
+    /// Another variable read when `var` is unset (`OS_AUTH_TOKEN`, older than `OS_TOKEN`).
+    alias: Option<&'static str>,
+    /// Its place in a cloud of `clouds.yaml`: `auth.KEY`, or `KEY` outside `auth:`.
+    cloud: &'static str,
+    /// A secret: never printed, prompted without echo, not trimmed.
+    secret: bool,
+    /// Words for messages and prompts.
+    describe: &'static str,
 }
 
 impl Field {
-    /// Every field.
-    pub const ALL: [Field; 20] = [
-        Field::AuthUrl,
-        Field::AuthType,
-        Field::UserName,
-        Field::UserId,
-        Field::UserDomainName,
-        Field::UserDomainId,
-        Field::ProjectName,
-        Field::ProjectId,
-        Field::ProjectDomainName,
-        Field::ProjectDomainId,
-        Field::DomainName,
-        Field::DomainId,
-        Field::Password,
-        Field::Token,
-        Field::AppCredId,
-        Field::AppCredName,
-        Field::AppCredSecret,
-        Field::CaCert,
-        Field::Cert,
-        Field::Key,
-    ];
+    fn info(self) -> &'static FieldInfo {
+        &FIELDS[self as usize]
+    }
 
     /// The command-line flag.
     pub fn flag(self) -> &'static str {
-        match self {
-            Field::AuthUrl => "--keystone-url",
-            Field::AuthType => "--auth-type",
-            Field::UserName => "--user-name",
-            Field::UserId => "--user-id",
-            Field::UserDomainName => "--user-domain-name",
-            Field::UserDomainId => "--user-domain-id",
-            Field::ProjectName => "--project-name",
-            Field::ProjectId => "--project-id",
-            Field::ProjectDomainName => "--project-domain-name",
-            Field::ProjectDomainId => "--project-domain-id",
-            Field::DomainName => "--domain-name",
-            Field::DomainId => "--domain-id",
-            Field::Password => "--password",
-            Field::Token => "--token",
-            Field::AppCredId => "--application-credential-id",
-            Field::AppCredName => "--application-credential-name",
-            Field::AppCredSecret => "--application-credential-secret",
-            Field::CaCert => "--cacert",
-            Field::Cert => "--cert",
-            Field::Key => "--key",
-        }
+        self.info().flag
     }
 
     /// The openstack client's environment variable.
     pub fn var(self) -> &'static str {
-        match self {
-            Field::AuthUrl => "OS_AUTH_URL",
-            Field::AuthType => "OS_AUTH_TYPE",
-            Field::UserName => "OS_USERNAME",
-            Field::UserId => "OS_USER_ID",
-            Field::UserDomainName => "OS_USER_DOMAIN_NAME",
-            Field::UserDomainId => "OS_USER_DOMAIN_ID",
-            Field::ProjectName => "OS_PROJECT_NAME",
-            Field::ProjectId => "OS_PROJECT_ID",
-            Field::ProjectDomainName => "OS_PROJECT_DOMAIN_NAME",
-            Field::ProjectDomainId => "OS_PROJECT_DOMAIN_ID",
-            Field::DomainName => "OS_DOMAIN_NAME",
-            Field::DomainId => "OS_DOMAIN_ID",
-            Field::Password => "OS_PASSWORD",
-            Field::Token => "OS_TOKEN",
-            Field::AppCredId => "OS_APPLICATION_CREDENTIAL_ID",
-            Field::AppCredName => "OS_APPLICATION_CREDENTIAL_NAME",
-            Field::AppCredSecret => "OS_APPLICATION_CREDENTIAL_SECRET",
-            Field::CaCert => "OS_CACERT",
-            Field::Cert => "OS_CERT",
-            Field::Key => "OS_KEY",
-        }
+        self.info().var
+    }
+
+    /// Another variable read when [`Field::var`] is unset, if any.
+    pub fn alias(self) -> Option<&'static str> {
+        self.info().alias
+    }
+
+    /// Its place in a cloud of `clouds.yaml`, as written in messages: `auth.password`, `cacert`.
+    pub fn cloud_path(self) -> &'static str {
+        self.info().cloud
     }
 
     /// Its key in a cloud of `clouds.yaml` (under `auth:` unless [`Field::in_auth`] is false).
     pub fn cloud_key(self) -> &'static str {
-        match self {
-            Field::AuthUrl => "auth_url",
-            Field::AuthType => "auth_type",
-            Field::UserName => "username",
-            Field::UserId => "user_id",
-            Field::UserDomainName => "user_domain_name",
-            Field::UserDomainId => "user_domain_id",
-            Field::ProjectName => "project_name",
-            Field::ProjectId => "project_id",
-            Field::ProjectDomainName => "project_domain_name",
-            Field::ProjectDomainId => "project_domain_id",
-            Field::DomainName => "domain_name",
-            Field::DomainId => "domain_id",
-            Field::Password => "password",
-            Field::Token => "token",
-            Field::AppCredId => "application_credential_id",
-            Field::AppCredName => "application_credential_name",
-            Field::AppCredSecret => "application_credential_secret",
-            Field::CaCert => "cacert",
-            Field::Cert => "cert",
-            Field::Key => "key",
-        }
+        let path = self.cloud_path();
+        path.strip_prefix("auth.").unwrap_or(path)
     }
 
     /// Whether the `clouds.yaml` key lives under `auth:`.
     pub fn in_auth(self) -> bool {
-        !matches!(
-            self,
-            Field::AuthType | Field::CaCert | Field::Cert | Field::Key
-        )
+        self.cloud_path().starts_with("auth.")
     }
 
     /// Whether the value is a secret (never printed, prompted without echo).
     pub fn is_secret(self) -> bool {
-        matches!(self, Field::Password | Field::Token | Field::AppCredSecret)
+        self.info().secret
     }
 
     /// Words for messages and prompts.
     pub fn describe(self) -> &'static str {
-        match self {
-            Field::AuthUrl => "Keystone URL",
-            Field::AuthType => "authentication type",
-            Field::UserName => "user name",
-            Field::UserId => "user id",
-            Field::UserDomainName => "user domain name",
-            Field::UserDomainId => "user domain id",
-            Field::ProjectName => "project name",
-            Field::ProjectId => "project id",
-            Field::ProjectDomainName => "project domain name",
-            Field::ProjectDomainId => "project domain id",
-            Field::DomainName => "domain name",
-            Field::DomainId => "domain id",
-            Field::Password => "password",
-            Field::Token => "Keystone token",
-            Field::AppCredId => "application credential id",
-            Field::AppCredName => "application credential name",
-            Field::AppCredSecret => "application credential secret",
-            Field::CaCert => "Keystone CA file",
-            Field::Cert => "client certificate file",
-            Field::Key => "client key file",
-        }
+        self.info().describe
     }
 }
 
@@ -283,14 +225,16 @@ impl Layer {
         self.values.get(&field)
     }
 
-    /// The environment layer: each field's `OS_*` variable (plus the `OS_AUTH_TOKEN` alias).
+    /// The environment layer: each field's `OS_*` variable, else its alias (`OS_AUTH_TOKEN`).
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Self {
         let mut layer = Self::new(Origin::Environment);
         for f in Field::ALL {
             layer.set_opt(f, env(f.var()));
-        }
-        if layer.get(Field::Token).is_none() {
-            layer.set_opt(Field::Token, env("OS_AUTH_TOKEN"));
+            if let Some(alias) = f.alias()
+                && layer.get(f).is_none()
+            {
+                layer.set_opt(f, env(alias));
+            }
         }
         layer
     }
@@ -374,8 +318,8 @@ fn missing_message(field: &Field, alternative: &Option<Field>) -> String {
         ));
     }
     s.push_str(&format!(
-        ", or put auth.{} in the cloud named by OS_CLOUD in clouds.yaml",
-        field.cloud_key()
+        ", or put {} in the cloud named by OS_CLOUD in clouds.yaml",
+        field.cloud_path()
     ));
     s
 }
@@ -389,38 +333,10 @@ pub struct TlsFiles {
     pub client: Option<(PathBuf, PathBuf)>,
 }
 
-/// The flow with its settings; secrets may still be missing (they are asked for last, after
-/// the token cache had its chance).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Method {
-    /// An application credential by id, or by name and user.
-    ApplicationCredential {
-        /// Id.
-        id: Option<String>,
-        /// Name (with `user`).
-        name: Option<String>,
-        /// Owner, for a named credential.
-        user: Option<UserRef>,
-        /// Secret.
-        secret: Option<Secret>,
-    },
-    /// User and password.
-    Password {
-        /// Who.
-        user: UserRef,
-        /// Password.
-        password: Option<Secret>,
-        /// Scope.
-        scope: Scope,
-    },
-    /// An existing token.
-    Token {
-        /// The token (required: it is the identity).
-        token: Secret,
-        /// Scope; unscoped means "use the token as it is".
-        scope: Scope,
-    },
-}
+/// The flow with its settings: Keystone's request, whose secret (password, application
+/// credential secret) may still be missing: it is asked for last, after the token cache had its
+/// chance ([`Plan::set_secret`], [`Plan::auth_request`]).
+pub type Method = AuthRequest<Option<Secret>>;
 
 /// Everything needed to get a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -599,35 +515,15 @@ impl Plan {
 
     /// The request for `POST /v3/auth/tokens`; `Err` names the missing secret.
     pub fn auth_request(&self) -> Result<AuthRequest, SettingsError> {
-        let missing = |field| SettingsError::Missing {
-            field,
-            alternative: None,
+        let field = match self.method {
+            Method::Password { .. } => Field::Password,
+            _ => Field::AppCredSecret,
         };
-        Ok(match &self.method {
-            Method::ApplicationCredential {
-                id,
-                name,
-                user,
-                secret,
-            } => AuthRequest::ApplicationCredential {
-                id: id.clone(),
-                name: name.clone(),
-                user: user.clone(),
-                secret: secret.clone().ok_or(missing(Field::AppCredSecret))?,
-            },
-            Method::Password {
-                user,
-                password,
-                scope,
-            } => AuthRequest::Password {
-                user: user.clone(),
-                password: password.clone().ok_or(missing(Field::Password))?,
-                scope: scope.clone(),
-            },
-            Method::Token { token, scope } => AuthRequest::Token {
-                token: token.clone(),
-                scope: scope.clone(),
-            },
+        self.method.clone().try_map_secret(|secret| {
+            secret.ok_or(SettingsError::Missing {
+                field,
+                alternative: None,
+            })
         })
     }
 }
@@ -1368,6 +1264,98 @@ mod tests {
             "{id}"
         );
         assert!(!format!("{plan:?}").contains("gAAAAAsecret"));
+    }
+
+    /// The settings table and `Layer::from_env` cannot drift apart: every variable of the table
+    /// is read into its field, an alias only when the variable is unset, and no other variable
+    /// is read. The table's flags, variables and cloud keys are each unique.
+    #[test]
+    fn from_env_reads_every_variable_of_the_table_and_no_other() {
+        let asked = std::cell::RefCell::new(Vec::<String>::new());
+        let env = |k: &str| {
+            asked.borrow_mut().push(k.to_string());
+            Some(format!("v-{k}"))
+        };
+        let l = Layer::from_env(&env);
+        for f in Field::ALL {
+            assert_eq!(
+                l.get(f).map(Secret::expose),
+                Some(format!("v-{}", f.var()).as_str()),
+                "{f:?}"
+            );
+        }
+        let known: Vec<&str> = Field::ALL
+            .iter()
+            .flat_map(|f| std::iter::once(f.var()).chain(f.alias()))
+            .collect();
+        for k in asked.borrow().iter() {
+            assert!(known.contains(&k.as_str()), "{k} is not in the table");
+        }
+        let aliased: Vec<Field> = Field::ALL
+            .into_iter()
+            .filter(|f| f.alias().is_some())
+            .collect();
+        assert_eq!(aliased, [Field::Token]);
+        for f in aliased {
+            let alias = f.alias().unwrap();
+            let only_alias = |k: &str| (k == alias).then(|| "from-alias".to_string());
+            assert_eq!(
+                Layer::from_env(&only_alias).get(f).map(Secret::expose),
+                Some("from-alias"),
+                "{alias}"
+            );
+        }
+        for column in [Field::flag, Field::var, Field::cloud_path, Field::describe] {
+            let mut values: Vec<&str> = Field::ALL.into_iter().map(column).collect();
+            values.sort_unstable();
+            values.dedup();
+            assert_eq!(values.len(), Field::ALL.len(), "{values:?}");
+        }
+    }
+
+    /// The settings table of docs/kubectl-plugin.md has a row naming each setting's flag,
+    /// variable and place in a cloud, as the table here does.
+    #[test]
+    fn the_documented_settings_are_the_table() {
+        let doc = include_str!("../../../docs/kubectl-plugin.md");
+        for f in Field::ALL {
+            let cell = |s: &str| format!("`{s}`");
+            assert!(
+                doc.lines().any(|row| row.starts_with("| ")
+                    && row.contains(&cell(f.flag()))
+                    && row.contains(&cell(f.var()))
+                    && row.contains(&cell(f.cloud_path()))),
+                "docs/kubectl-plugin.md has no row with {}, {} and {}",
+                f.flag(),
+                f.var(),
+                f.cloud_path()
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_setting_names_its_place_in_a_cloud() {
+        let err = resolve(&[layer(
+            Origin::Flags,
+            &[URL, (Field::AppCredId, "x"), (Field::Cert, "/c")],
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--key") && err.contains("OS_KEY") && err.contains("put key in the cloud"),
+            "{err}"
+        );
+        let err = resolve(&[layer(Origin::Flags, &[(Field::AppCredId, "x")])])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("put auth.auth_url in the cloud"), "{err}");
+        assert_eq!(Field::Key.cloud_key(), "key");
+        assert!(!Field::Key.in_auth());
+        assert_eq!(
+            Field::AppCredSecret.cloud_key(),
+            "application_credential_secret"
+        );
+        assert!(Field::AppCredSecret.in_auth() && Field::AppCredSecret.is_secret());
     }
 
     #[test]

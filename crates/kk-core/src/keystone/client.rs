@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::{Method, StatusCode, Url};
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::error::KeystoneError;
+use super::request::{AuthRequest, NewApplicationCredential};
 use super::types::{
     CreatedApplicationCredential, CreatedEnvelope, ErrorEnvelope, GroupsPage, Token, TokenEnvelope,
 };
@@ -37,6 +38,8 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 const MAX_GROUP_PAGES: usize = 50;
 /// A service token is renewed this long before it expires.
 const SERVICE_TOKEN_MARGIN: Duration = Duration::from_secs(120);
+/// The body of a request that has none.
+const NO_BODY: Option<&()> = None;
 
 /// How to reach Keystone.
 #[derive(Debug, Clone)]
@@ -55,194 +58,6 @@ pub struct ClientSettings {
     pub user_agent: String,
     /// A service identity used as the caller of validations; `None`: tokens validate themselves.
     pub service_auth: Option<AuthRequest>,
-}
-
-/// A user, by id or by name within a domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserRef {
-    /// By id.
-    Id(String),
-    /// By name, in the domain given by id or name.
-    Name {
-        /// User name.
-        name: String,
-        /// Domain id (preferred) ...
-        domain_id: Option<String>,
-        /// ... or domain name.
-        domain_name: Option<String>,
-    },
-}
-
-/// What a token is scoped to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// A project by id.
-    ProjectId(String),
-    /// A project by name within a domain (by id or by name).
-    ProjectName {
-        /// Project name.
-        name: String,
-        /// Domain id (preferred) ...
-        domain_id: Option<String>,
-        /// ... or domain name.
-        domain_name: Option<String>,
-    },
-    /// No explicit scope (Keystone uses the user's default project, if any).
-    Unscoped,
-}
-
-/// Credentials for `POST /v3/auth/tokens`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthRequest {
-    /// An application credential, by id, or by name plus its user.
-    ApplicationCredential {
-        /// Credential id (enough on its own with the secret).
-        id: Option<String>,
-        /// Credential name (needs `user`).
-        name: Option<String>,
-        /// The owner, when the credential is named.
-        user: Option<UserRef>,
-        /// The secret.
-        secret: Secret,
-    },
-    /// User name or id and password.
-    Password {
-        /// Who.
-        user: UserRef,
-        /// Password.
-        password: Secret,
-        /// Scope asked for.
-        scope: Scope,
-    },
-    /// An existing token (for example a federated user's session token), rescoped.
-    Token {
-        /// The token.
-        token: Secret,
-        /// Scope asked for.
-        scope: Scope,
-    },
-}
-
-impl AuthRequest {
-    /// The JSON body of `POST /v3/auth/tokens`. This is the one place where secrets are put into
-    /// a request body.
-    pub fn to_body(&self) -> Value {
-        fn domain(id: &Option<String>, name: &Option<String>) -> Value {
-            match (id, name) {
-                (Some(id), _) => json!({ "id": id }),
-                (None, Some(name)) => json!({ "name": name }),
-                (None, None) => json!({ "id": "default" }),
-            }
-        }
-        fn user(u: &UserRef) -> serde_json::Map<String, Value> {
-            let mut m = serde_json::Map::new();
-            match u {
-                UserRef::Id(id) => {
-                    m.insert("id".into(), json!(id));
-                }
-                UserRef::Name {
-                    name,
-                    domain_id,
-                    domain_name,
-                } => {
-                    m.insert("name".into(), json!(name));
-                    m.insert("domain".into(), domain(domain_id, domain_name));
-                }
-            }
-            m
-        }
-        fn scope(s: &Scope) -> Option<Value> {
-            match s {
-                Scope::ProjectId(id) => Some(json!({ "project": { "id": id } })),
-                Scope::ProjectName {
-                    name,
-                    domain_id,
-                    domain_name,
-                } => Some(
-                    json!({ "project": { "name": name, "domain": domain(domain_id, domain_name) } }),
-                ),
-                Scope::Unscoped => None,
-            }
-        }
-        let (identity, scope) = match self {
-            AuthRequest::ApplicationCredential {
-                id,
-                name,
-                user: u,
-                secret,
-            } => {
-                let mut ac = serde_json::Map::new();
-                if let Some(id) = id {
-                    ac.insert("id".into(), json!(id));
-                } else {
-                    if let Some(name) = name {
-                        ac.insert("name".into(), json!(name));
-                    }
-                    if let Some(u) = u {
-                        ac.insert("user".into(), Value::Object(user(u)));
-                    }
-                }
-                ac.insert("secret".into(), json!(secret.expose()));
-                (
-                    json!({ "methods": ["application_credential"], "application_credential": ac }),
-                    None,
-                )
-            }
-            AuthRequest::Password {
-                user: u,
-                password,
-                scope: s,
-            } => {
-                let mut m = user(u);
-                m.insert("password".into(), json!(password.expose()));
-                (
-                    json!({ "methods": ["password"], "password": { "user": m } }),
-                    scope(s),
-                )
-            }
-            AuthRequest::Token { token, scope: s } => (
-                json!({ "methods": ["token"], "token": { "id": token.expose() } }),
-                scope(s),
-            ),
-        };
-        let mut auth = json!({ "identity": identity });
-        if let (Some(scope), Some(obj)) = (scope, auth.as_object_mut()) {
-            obj.insert("scope".into(), scope);
-        }
-        json!({ "auth": auth })
-    }
-}
-
-/// What `POST /v3/users/{id}/application_credentials` is asked to create.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct NewApplicationCredential {
-    /// Name, unique per user.
-    pub name: String,
-    /// Description.
-    pub description: Option<String>,
-    /// Expiry (RFC 3339); `None`: never.
-    pub expires_at: Option<String>,
-    /// Role names, a subset of the token's roles; empty: all of them.
-    pub roles: Vec<String>,
-}
-
-impl NewApplicationCredential {
-    /// The JSON body (no secret: Keystone generates it).
-    pub fn to_body(&self) -> Value {
-        let mut ac = serde_json::Map::new();
-        ac.insert("name".into(), json!(self.name));
-        if let Some(d) = &self.description {
-            ac.insert("description".into(), json!(d));
-        }
-        if let Some(e) = &self.expires_at {
-            ac.insert("expires_at".into(), json!(e));
-        }
-        if !self.roles.is_empty() {
-            let roles: Vec<Value> = self.roles.iter().map(|r| json!({ "name": r })).collect();
-            ac.insert("roles".into(), Value::Array(roles));
-        }
-        json!({ "application_credential": ac })
-    }
 }
 
 /// Settings of the optional service identity (validations made with its token).
@@ -387,14 +202,15 @@ impl KeystoneClient {
         }
     }
 
-    /// Sends one request, maps transport failures, reads the body (bounded).
-    async fn send(
+    /// Sends one request (with a JSON body, one of [`super::types`]), maps transport failures,
+    /// reads the answer (bounded).
+    async fn send<B: Serialize>(
         &self,
         call: &'static str,
         method: Method,
         url: Url,
         headers: &[(&'static str, &str)],
-        body: Option<&Value>,
+        body: Option<&B>,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>), KeystoneError> {
         let shown = url.as_str().to_string();
         let mut req = self
@@ -530,7 +346,7 @@ impl KeystoneClient {
                         ("X-Subject-Token", subject.expose()),
                         ("OpenStack-Identity-Access-Rules", "1.0"),
                     ],
-                    None,
+                    NO_BODY,
                 )
                 .await?;
             match status.as_u16() {
@@ -601,7 +417,7 @@ impl KeystoneClient {
                     Method::GET,
                     url.clone(),
                     &[("X-Auth-Token", caller.expose())],
-                    None,
+                    NO_BODY,
                 )
                 .await?;
             if status != StatusCode::OK {
@@ -716,7 +532,13 @@ impl KeystoneClient {
     /// `GET /v3` (no credentials): whether Keystone answers at all.
     pub async fn probe(&self) -> Result<(), KeystoneError> {
         let (status, _, body) = self
-            .send("version", Method::GET, self.inner.base.clone(), &[], None)
+            .send(
+                "version",
+                Method::GET,
+                self.inner.base.clone(),
+                &[],
+                NO_BODY,
+            )
             .await?;
         if status.is_success() || status.is_redirection() {
             Ok(())
@@ -733,6 +555,7 @@ impl KeystoneClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn urls_are_normalized_to_the_v3_base() {
@@ -765,82 +588,6 @@ mod tests {
         assert!(!err.contains("hunter2"), "{err}");
         let err = normalize_url("admin:hunter2@ks:5000").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
-    }
-
-    #[test]
-    fn auth_bodies_match_keystone_api_ref() {
-        let by_id = AuthRequest::ApplicationCredential {
-            id: Some("ac".into()),
-            name: None,
-            user: None,
-            secret: Secret::new("s"),
-        };
-        assert_eq!(
-            by_id.to_body(),
-            json!({"auth":{"identity":{"methods":["application_credential"],"application_credential":{"id":"ac","secret":"s"}}}})
-        );
-        let by_name = AuthRequest::ApplicationCredential {
-            id: None,
-            name: Some("kubectl".into()),
-            user: Some(UserRef::Name {
-                name: "alice".into(),
-                domain_id: None,
-                domain_name: Some("k8s".into()),
-            }),
-            secret: Secret::new("s"),
-        };
-        assert_eq!(
-            by_name.to_body(),
-            json!({"auth":{"identity":{"methods":["application_credential"],"application_credential":{"name":"kubectl","user":{"name":"alice","domain":{"name":"k8s"}},"secret":"s"}}}})
-        );
-        let pw = AuthRequest::Password {
-            user: UserRef::Name {
-                name: "alice".into(),
-                domain_id: None,
-                domain_name: Some("k8s".into()),
-            },
-            password: Secret::new("pw"),
-            scope: Scope::ProjectName {
-                name: "team-a".into(),
-                domain_id: None,
-                domain_name: Some("k8s".into()),
-            },
-        };
-        assert_eq!(
-            pw.to_body(),
-            json!({"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"alice","domain":{"name":"k8s"},"password":"pw"}}},
-                   "scope":{"project":{"name":"team-a","domain":{"name":"k8s"}}}}})
-        );
-        let tok = AuthRequest::Token {
-            token: Secret::new("t"),
-            scope: Scope::ProjectId("p".into()),
-        };
-        assert_eq!(
-            tok.to_body(),
-            json!({"auth":{"identity":{"methods":["token"],"token":{"id":"t"}},"scope":{"project":{"id":"p"}}}})
-        );
-    }
-
-    #[test]
-    fn new_application_credential_body() {
-        let minimal = NewApplicationCredential {
-            name: "kubectl".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            minimal.to_body(),
-            json!({"application_credential":{"name":"kubectl"}})
-        );
-        let full = NewApplicationCredential {
-            name: "k".into(),
-            description: Some("for kubectl".into()),
-            expires_at: Some("2027-01-01T00:00:00Z".into()),
-            roles: vec!["k8s-viewer".into()],
-        };
-        assert_eq!(
-            full.to_body(),
-            json!({"application_credential":{"name":"k","description":"for kubectl","expires_at":"2027-01-01T00:00:00Z","roles":[{"name":"k8s-viewer"}]}})
-        );
     }
 
     /// A stand-in Keystone on 127.0.0.1: issues service tokens `svc-1`, `svc-2`, ... and
@@ -1013,14 +760,5 @@ mod tests {
             ],
             "the service token was not dropped for the subject token's 401"
         );
-    }
-
-    #[test]
-    fn debug_of_requests_hides_secrets() {
-        let r = AuthRequest::Token {
-            token: Secret::new("gAAAAAsecret"),
-            scope: Scope::Unscoped,
-        };
-        assert!(!format!("{r:?}").contains("gAAAAAsecret"));
     }
 }

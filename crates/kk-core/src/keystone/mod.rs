@@ -8,16 +8,19 @@
 //! * [`KeystoneClient::create_application_credential`]:
 //!   `POST /v3/users/{id}/application_credentials` (the kubeconfig generator mints one).
 //!
+//! Requests ([`AuthRequest`], [`NewApplicationCredential`]) become their JSON bodies in one
+//! place each (`to_body`, typed bodies of [`types`], golden-tested against Keystone's API
+//! reference).
+//!
 //! Errors are typed ([`KeystoneError`]) because callers branch on them: a token Keystone refuses
 //! is a plain "not authenticated", a Keystone that cannot be reached is an error that must not
 //! be cached.
 
 mod client;
 mod error;
+mod request;
 pub mod types;
 
-pub use client::{
-    AuthRequest, ClientSettings, KeystoneClient, NewApplicationCredential, Scope, ServiceAuth,
-    UserRef, normalize_url,
-};
+pub use client::{ClientSettings, KeystoneClient, ServiceAuth, normalize_url};
 pub use error::KeystoneError;
+pub use request::{AuthRequest, NewApplicationCredential, Scope, UserRef};

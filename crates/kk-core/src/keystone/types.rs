@@ -1,6 +1,17 @@
-//! Keystone JSON, lenient: unknown fields are ignored and missing optional parts are `None`.
+//! Keystone JSON, both ways: the answers read (lenient: unknown fields are ignored and missing
+//! optional parts are `None`) and the request bodies sent ([`AuthBody`],
+//! [`NewApplicationCredentialBody`]).
+//!
+//! The request bodies borrow from the request they are made of ([`super::AuthRequest::to_body`],
+//! [`super::NewApplicationCredential::to_body`]) and can only be made there, so a body is always
+//! one Keystone documents: `methods` names the one identity part present, a domain is given by
+//! id or by name. Their members are declared in alphabetical order, the order in which these
+//! bodies have always been sent. Secrets are serialized from [`Secret`] (only here are they put
+//! into a body) and stay redacted in `Debug`.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::secret::Secret;
 
 /// `{"token": {...}}` as returned by token validation and issue.
 #[derive(Debug, Deserialize)]
@@ -168,6 +179,192 @@ pub struct ErrorBody {
     /// Human message.
     #[serde(default)]
     pub message: String,
+}
+
+/// The body of `POST /v3/auth/tokens`: `{"auth": {"identity": {..}, "scope": {..}}}`.
+#[derive(Debug, Serialize)]
+pub struct AuthBody<'a> {
+    pub(super) auth: Auth<'a>,
+}
+
+/// `auth`.
+#[derive(Debug, Serialize)]
+pub struct Auth<'a> {
+    pub(super) identity: Identity<'a>,
+    /// Absent: Keystone scopes the token as the credential implies (an application credential
+    /// to its project, a user to their default project, if any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) scope: Option<ScopeBody<'a>>,
+}
+
+/// `auth.identity`: `methods` and the one part it names (made only by the constructors below,
+/// which keep the two in step).
+#[derive(Debug, Serialize)]
+pub struct Identity<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    application_credential: Option<AppCredIdentity<'a>>,
+    methods: [&'static str; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<PasswordIdentity<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<TokenIdentity<'a>>,
+}
+
+impl<'a> Identity<'a> {
+    /// `{"application_credential": {..}, "methods": ["application_credential"]}`.
+    pub(super) fn application_credential(part: AppCredIdentity<'a>) -> Self {
+        Self {
+            application_credential: Some(part),
+            methods: ["application_credential"],
+            password: None,
+            token: None,
+        }
+    }
+
+    /// `{"methods": ["password"], "password": {"user": {..}}}`.
+    pub(super) fn password(user: PasswordUser<'a>) -> Self {
+        Self {
+            application_credential: None,
+            methods: ["password"],
+            password: Some(PasswordIdentity { user }),
+            token: None,
+        }
+    }
+
+    /// `{"methods": ["token"], "token": {"id": ..}}`.
+    pub(super) fn token(id: &'a Secret) -> Self {
+        Self {
+            application_credential: None,
+            methods: ["token"],
+            password: None,
+            token: Some(TokenIdentity { id }),
+        }
+    }
+}
+
+/// `auth.identity.application_credential`: by id, or by name and user; and the secret.
+#[derive(Debug, Serialize)]
+pub struct AppCredIdentity<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) name: Option<&'a str>,
+    #[serde(serialize_with = "expose")]
+    pub(super) secret: &'a Secret,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) user: Option<UserBody<'a>>,
+}
+
+/// `auth.identity.password`.
+#[derive(Debug, Serialize)]
+pub struct PasswordIdentity<'a> {
+    user: PasswordUser<'a>,
+}
+
+/// `auth.identity.password.user`: the user and the password.
+#[derive(Debug, Serialize)]
+pub struct PasswordUser<'a> {
+    #[serde(flatten)]
+    pub(super) user: UserBody<'a>,
+    #[serde(serialize_with = "expose")]
+    pub(super) password: &'a Secret,
+}
+
+/// `auth.identity.token`.
+#[derive(Debug, Serialize)]
+pub struct TokenIdentity<'a> {
+    #[serde(serialize_with = "expose")]
+    id: &'a Secret,
+}
+
+/// A user: `{"id": ..}` or `{"domain": {..}, "name": ..}`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum UserBody<'a> {
+    /// By id.
+    Id {
+        /// User id.
+        id: &'a str,
+    },
+    /// By name in a domain.
+    Name {
+        /// The user's domain.
+        domain: DomainBody<'a>,
+        /// User name.
+        name: &'a str,
+    },
+}
+
+/// A domain: `{"id": ..}` or `{"name": ..}`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum DomainBody<'a> {
+    /// By id (`default` when none is given).
+    Id {
+        /// Domain id.
+        id: &'a str,
+    },
+    /// By name.
+    Name {
+        /// Domain name.
+        name: &'a str,
+    },
+}
+
+/// `auth.scope`: a project.
+#[derive(Debug, Serialize)]
+pub struct ScopeBody<'a> {
+    pub(super) project: ProjectBody<'a>,
+}
+
+/// A project: `{"id": ..}` or `{"domain": {..}, "name": ..}`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ProjectBody<'a> {
+    /// By id.
+    Id {
+        /// Project id.
+        id: &'a str,
+    },
+    /// By name in a domain.
+    Name {
+        /// The project's domain.
+        domain: DomainBody<'a>,
+        /// Project name.
+        name: &'a str,
+    },
+}
+
+/// The body of `POST /v3/users/{id}/application_credentials`: `{"application_credential":
+/// {..}}` (no secret: Keystone generates it).
+#[derive(Debug, Serialize)]
+pub struct NewApplicationCredentialBody<'a> {
+    pub(super) application_credential: NewApplicationCredentialPart<'a>,
+}
+
+/// `application_credential` of a creation.
+#[derive(Debug, Serialize)]
+pub struct NewApplicationCredentialPart<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) description: Option<&'a str>,
+    /// Absent: it never expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) expires_at: Option<&'a str>,
+    pub(super) name: &'a str,
+    /// Absent: every role of the token creating it.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub(super) roles: Vec<RoleName<'a>>,
+}
+
+/// `{"name": ..}` of a role.
+#[derive(Debug, Serialize)]
+pub struct RoleName<'a> {
+    pub(super) name: &'a str,
+}
+
+/// Serializes a secret's value: the one way a [`Secret`] gets into a request body.
+fn expose<S: Serializer>(secret: &&Secret, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose())
 }
 
 fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
