@@ -651,6 +651,17 @@ async fn both_plugins_log_in_with_the_same_flags_and_variables() {
                 ("OS_PROJECT_DOMAIN_NAME", "k8s".into()),
             ],
         ),
+        (
+            "password by gophercloud's older variables",
+            vec![],
+            vec![
+                ("OS_AUTH_URL", url.clone()),
+                ("OS_USERNAME", "alice".into()),
+                ("OS_PASSWORD", password.clone()),
+                ("OS_TENANT_NAME", "team-a".into()),
+                ("OS_DEFAULT_DOMAIN", env("KS_DOMAIN_ID")),
+            ],
+        ),
     ];
     let svc = Service::start(Options::default()).await;
     for (what, args, vars) in &cases {

@@ -76,6 +76,10 @@ pub struct CredentialArgs {
     /// Domain id for both the user and the project, unless given apart [env: OS_DOMAIN_ID]
     #[arg(long, global = true, value_name = "ID")]
     pub domain_id: Option<String>,
+    /// Domain id for the user and the project when no domain is given at all, as the openstack
+    /// client's --os-default-domain [env: OS_DEFAULT_DOMAIN]
+    #[arg(long, global = true, value_name = "ID")]
+    pub default_domain: Option<String>,
     /// The user's domain, by name [env: OS_USER_DOMAIN_NAME]
     #[arg(long, global = true, value_name = "NAME")]
     pub user_domain_name: Option<String>,
@@ -191,6 +195,7 @@ impl CredentialArgs {
             (Field::AuthType, self.auth_type.clone()),
             (Field::DomainName, self.domain_name.clone()),
             (Field::DomainId, self.domain_id.clone()),
+            (Field::DefaultDomain, self.default_domain.clone()),
             (Field::UserDomainName, self.user_domain_name.clone()),
             (Field::UserDomainId, self.user_domain_id.clone()),
             (Field::ProjectDomainName, self.project_domain_name.clone()),
@@ -484,6 +489,9 @@ mod tests {
             "refresh-margin",
             "lock-timeout",
             "log-level",
+            "v",
+            "vmodule",
+            "log-flush-frequency",
             "help",
             "version",
         ];

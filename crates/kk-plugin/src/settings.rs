@@ -73,12 +73,13 @@ fields! {
     UserId:             "--user-id",                       "OS_USER_ID",                              "auth.user_id",                         plain,  "user id";
     UserDomainName:     "--user-domain-name",              "OS_USER_DOMAIN_NAME",                     "auth.user_domain_name",                plain,  "user domain name";
     UserDomainId:       "--user-domain-id",                "OS_USER_DOMAIN_ID",                       "auth.user_domain_id",                  plain,  "user domain id";
-    ProjectName:        "--project-name",                  "OS_PROJECT_NAME",                         "auth.project_name",                    plain,  "project name";
-    ProjectId:          "--project-id",                    "OS_PROJECT_ID",                           "auth.project_id",                      plain,  "project id";
+    ProjectName:        "--project-name",                  "OS_PROJECT_NAME" or "OS_TENANT_NAME",     "auth.project_name",                    plain,  "project name";
+    ProjectId:          "--project-id",                    "OS_PROJECT_ID" or "OS_TENANT_ID",         "auth.project_id",                      plain,  "project id";
     ProjectDomainName:  "--project-domain-name",           "OS_PROJECT_DOMAIN_NAME",                  "auth.project_domain_name",             plain,  "project domain name";
     ProjectDomainId:    "--project-domain-id",             "OS_PROJECT_DOMAIN_ID",                    "auth.project_domain_id",               plain,  "project domain id";
     DomainName:         "--domain-name",                   "OS_DOMAIN_NAME",                          "auth.domain_name",                     plain,  "domain name";
     DomainId:           "--domain-id",                     "OS_DOMAIN_ID",                            "auth.domain_id",                       plain,  "domain id";
+    DefaultDomain:      "--default-domain",                "OS_DEFAULT_DOMAIN",                       "auth.default_domain",                  plain,  "default domain id";
     Password:           "--password",                      "OS_PASSWORD",                             "auth.password",                        secret, "password";
     Token:              "--token",                         "OS_TOKEN" or "OS_AUTH_TOKEN",             "auth.token",                           secret, "Keystone token";
     AppCredId:          "--application-credential-id",     "OS_APPLICATION_CREDENTIAL_ID",            "auth.application_credential_id",       plain,  "application credential id";
@@ -559,19 +560,32 @@ pub const PROJECT_GROUP: [Field; 2] = [Field::ProjectId, Field::ProjectName];
 /// The application credential (its secret is a field of its own).
 pub const APP_CRED_GROUP: [Field; 2] = [Field::AppCredId, Field::AppCredName];
 /// The user's domain (with the `--domain-*` defaults of the same layer).
-pub const USER_DOMAIN_GROUP: [Field; 4] = [
+pub const USER_DOMAIN_GROUP: [Field; 5] = [
     Field::UserDomainId,
     Field::UserDomainName,
     Field::DomainId,
     Field::DomainName,
+    Field::DefaultDomain,
 ];
 /// The project's domain (with the `--domain-*` defaults of the same layer).
-pub const PROJECT_DOMAIN_GROUP: [Field; 4] = [
+pub const PROJECT_DOMAIN_GROUP: [Field; 5] = [
     Field::ProjectDomainId,
     Field::ProjectDomainName,
     Field::DomainId,
     Field::DomainName,
+    Field::DefaultDomain,
 ];
+
+/// A domain as (id, name): the specific setting, else `--domain-*`, else, when neither gives
+/// an id or a name, `--default-domain` as the id (gophercloud's and osc-lib's rule).
+fn domain_of(d: Option<&Layer>, id: Field, name: Field) -> (Option<String>, Option<String>) {
+    let found_id = text_of(d, id).or_else(|| text_of(d, Field::DomainId));
+    let found_name = text_of(d, name).or_else(|| text_of(d, Field::DomainName));
+    match (found_id, found_name) {
+        (None, None) => (text_of(d, Field::DefaultDomain), None),
+        other => other,
+    }
+}
 /// Settings that decide the flow: an explicit type, or a credential implying one.
 const FLOW_FIELDS: [Field; 8] = [
     Field::AuthType,
@@ -624,10 +638,10 @@ pub fn resolve(layers: &[Layer]) -> Result<Plan, SettingsError> {
         None => flow_layer.map(infer_one).unwrap_or(AuthType::Password),
     };
     let user_domain = || {
-        let d = l.group(&USER_DOMAIN_GROUP);
-        (
-            text_of(d, Field::UserDomainId).or_else(|| text_of(d, Field::DomainId)),
-            text_of(d, Field::UserDomainName).or_else(|| text_of(d, Field::DomainName)),
+        domain_of(
+            l.group(&USER_DOMAIN_GROUP),
+            Field::UserDomainId,
+            Field::UserDomainName,
         )
     };
     let user = || -> Option<UserRef> {
@@ -650,13 +664,15 @@ pub fn resolve(layers: &[Layer]) -> Result<Plan, SettingsError> {
         }
         match text_of(p, Field::ProjectName) {
             Some(name) => {
-                let d = l.group(&PROJECT_DOMAIN_GROUP);
+                let (domain_id, domain_name) = domain_of(
+                    l.group(&PROJECT_DOMAIN_GROUP),
+                    Field::ProjectDomainId,
+                    Field::ProjectDomainName,
+                );
                 Scope::ProjectName {
                     name,
-                    domain_id: text_of(d, Field::ProjectDomainId)
-                        .or_else(|| text_of(d, Field::DomainId)),
-                    domain_name: text_of(d, Field::ProjectDomainName)
-                        .or_else(|| text_of(d, Field::DomainName)),
+                    domain_id,
+                    domain_name,
                 }
             }
             None => Scope::Unscoped,
@@ -1135,6 +1151,66 @@ mod tests {
     }
 
     #[test]
+    fn gophercloud_s_older_variables_and_default_domain() {
+        // OS_TENANT_* are read when OS_PROJECT_* are unset; OS_DEFAULT_DOMAIN is the domain id
+        // of whichever of user and project has no domain setting at all.
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let env = vars(&[
+            ("OS_AUTH_URL", "https://ks/v3"),
+            ("OS_USERNAME", "alice"),
+            ("OS_PASSWORD", "pw"),
+            ("OS_TENANT_NAME", "team-a"),
+            ("OS_USER_DOMAIN_NAME", "users"),
+            ("OS_DEFAULT_DOMAIN", "d-default"),
+        ]);
+        let AuthRequest::Password { user, scope, .. } = resolve(&[Layer::from_env(&env)])
+            .unwrap()
+            .auth_request()
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            user,
+            UserRef::Name {
+                name: "alice".into(),
+                domain_id: None,
+                domain_name: Some("users".into())
+            }
+        );
+        assert_eq!(
+            scope,
+            Scope::ProjectName {
+                name: "team-a".into(),
+                domain_id: Some("d-default".into()),
+                domain_name: None
+            }
+        );
+        let env = vars(&[
+            ("OS_AUTH_URL", "https://ks/v3"),
+            ("OS_USER_ID", "u1"),
+            ("OS_PASSWORD", "pw"),
+            ("OS_TENANT_ID", "old"),
+            ("OS_PROJECT_ID", "new"),
+        ]);
+        let AuthRequest::Password { scope, .. } = resolve(&[Layer::from_env(&env)])
+            .unwrap()
+            .auth_request()
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(scope, Scope::ProjectId("new".into()));
+    }
+
+    #[test]
     fn user_and_project_domains_are_separate_and_domain_name_is_the_default_for_both() {
         let l = layer(
             Origin::Environment,
@@ -1295,7 +1371,10 @@ mod tests {
             .into_iter()
             .filter(|f| f.alias().is_some())
             .collect();
-        assert_eq!(aliased, [Field::Token]);
+        assert_eq!(
+            aliased,
+            [Field::ProjectName, Field::ProjectId, Field::Token]
+        );
         for f in aliased {
             let alias = f.alias().unwrap();
             let only_alias = |k: &str| (k == alias).then(|| "from-alias".to_string());
