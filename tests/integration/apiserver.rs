@@ -627,18 +627,37 @@ async fn a_hung_keystone_is_a_bounded_error_that_is_not_cached() {
 }
 
 /// A webhook kubeconfig for a [`Service`] of a test's own (its CA pinned, no client
-/// certificate), written next to its config.
+/// certificate), written next to its config with the one kubeconfig model.
 pub fn webhook_kubeconfig(svc: &Service) -> PathBuf {
     use base64::Engine;
+    use kk_core::kubeconfig::{Cluster, Config, Context, NamedCluster, NamedContext, NamedUser};
     let path = svc.dir.path().join("webhook.kubeconfig");
-    let ca = base64::engine::general_purpose::STANDARD.encode(&svc.pki.ca_pem);
-    let kubeconfig = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "svc", "cluster": {"server": svc.url("/webhook"), "certificate-authority-data": ca}}],
-        "users": [{"name": "apiserver", "user": {}}],
-        "contexts": [{"name": "c", "context": {"cluster": "svc", "user": "apiserver"}}],
-        "current-context": "c",
-    });
+    let kubeconfig = Config::single(
+        NamedCluster {
+            name: "svc".into(),
+            cluster: Cluster {
+                server: svc.url("/webhook"),
+                certificate_authority_data: Some(
+                    base64::engine::general_purpose::STANDARD.encode(&svc.pki.ca_pem),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        NamedUser {
+            name: "apiserver".into(),
+            ..Default::default()
+        },
+        NamedContext {
+            name: "c".into(),
+            context: Context {
+                cluster: "svc".into(),
+                user: "apiserver".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
     std::fs::write(&path, serde_yaml_ng::to_string(&kubeconfig).unwrap()).unwrap();
     path
 }

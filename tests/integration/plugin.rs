@@ -969,6 +969,83 @@ async fn merge_keeps_existing_entries() {
     assert_eq!(doc["kind"].as_str(), Some("Config"));
 }
 
+/// What the generator writes is what real kubectl reads: `kubectl config view -o json` shows
+/// the exec section as written (the secret in `env` included: kubectl needs it), and with
+/// `--raw` the whole kubeconfig reads back into the model as the plugin's own file does.
+#[tokio::test]
+async fn kubectl_reads_the_generated_kubeconfig_as_written() {
+    use kk_core::kubeconfig::{Config, InteractiveMode};
+    let sb = Sandbox::new();
+    let ca = sb.path("ca.crt");
+    std::fs::write(&ca, Pki::new("kubeconfig test CA").ca_pem).unwrap();
+    let kc = sb.path("generated.kubeconfig");
+    let kc_s = kc.to_str().unwrap();
+    let run = sb
+        .plugin(
+            &[
+                "kubeconfig",
+                "--server",
+                "https://127.0.0.1:6443",
+                "--certificate-authority",
+                ca.to_str().unwrap(),
+                "--namespace",
+                "team-a",
+                "--output",
+                kc_s,
+                "--no-verify",
+            ],
+            &[
+                (
+                    "OS_AUTH_URL",
+                    "https://keystone.example:5000/v3".to_string(),
+                ),
+                ("OS_APPLICATION_CREDENTIAL_ID", "ac-id".to_string()),
+                ("OS_APPLICATION_CREDENTIAL_SECRET", "ac-secret".to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let ours: Config = serde_yaml_ng::from_str(&std::fs::read_to_string(&kc).unwrap()).unwrap();
+    let view = sb
+        .kubectl(&["config", "view", "--kubeconfig", kc_s, "-o", "json"], &[])
+        .await;
+    assert_eq!(view.code, Some(0), "{}", view.stderr);
+    let seen: Config = serde_json::from_str(&view.stdout).unwrap();
+    let exec = seen.users[0].user.exec.as_ref().expect("no exec section");
+    assert_eq!(Some(exec), ours.users[0].user.exec.as_ref());
+    assert_eq!(exec.api_version, V1);
+    assert_eq!(exec.interactive_mode, Some(InteractiveMode::Never));
+    let secret = exec
+        .env
+        .iter()
+        .find(|e| e.name == "OS_APPLICATION_CREDENTIAL_SECRET")
+        .map(|e| e.value.expose());
+    assert_eq!(secret, Some("ac-secret"));
+    assert_eq!(seen.current_context, "keystone@127.0.0.1:6443");
+    assert_eq!(
+        seen.contexts[0].context.namespace.as_deref(),
+        Some("team-a")
+    );
+    // kubectl shows the CA as DATA+OMITTED without --raw; with it, everything is as written.
+    let raw = sb
+        .kubectl(
+            &[
+                "config",
+                "view",
+                "--raw",
+                "--kubeconfig",
+                kc_s,
+                "-o",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(raw.code, Some(0), "{}", raw.stderr);
+    let seen: Config = serde_json::from_str(&raw.stdout).unwrap();
+    assert_eq!(seen, ours);
+}
+
 /// Runs the plugin on a pseudo-terminal (util-linux `script`), typing `answer` a second later.
 async fn on_a_terminal(sb: &Sandbox, answer: &str, env: &[(&str, String)]) -> Run {
     let shell = format!(

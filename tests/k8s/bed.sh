@@ -55,6 +55,7 @@ up() {
   [ -n "${KS_URL:-}" ] || die "KS_URL is not set: start Keystone first (tests/keystone/up.sh prints it)"
   [ -x "$BED_SERVICE_BIN" ] || die "BED_SERVICE_BIN=$BED_SERVICE_BIN is not an executable: run cargo build -p kk-webhook --bin k8s-keystone-auth first"
   [ -r "$BED_POLICY" ] || die "BED_POLICY=$BED_POLICY: no such file"
+  command -v kubectl >/dev/null || die "kubectl is not on PATH (it writes the webhook kubeconfig)"
   mkdir -p "$svc"; chmod 700 "$BED_DIR" "$svc"
   cd "$svc"
   ossl() { openssl "$@" >>pki.log 2>&1 || { log "openssl $1 failed:"; tail -5 pki.log >&2; exit 1; }; }
@@ -88,26 +89,19 @@ ttl = "$BED_SERVICE_CACHE_TTL"
 file = "$svc/policy.json"
 reload_interval = "500ms"
 TOML
-  # The webhook kubeconfig kube-apiserver reads: the service's CA pinned, a client certificate.
-  cat > webhook.kubeconfig <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- name: k8s-keystone-auth
-  cluster:
-    server: https://127.0.0.1:$BED_SERVICE_PORT/webhook
-    certificate-authority-data: $(base64 -w0 ca.crt)
-users:
-- name: kube-apiserver
-  user:
-    client-certificate-data: $(base64 -w0 client.crt)
-    client-key-data: $(base64 -w0 client.key)
-contexts:
-- name: webhook
-  context: {cluster: k8s-keystone-auth, user: kube-apiserver}
-current-context: webhook
-KC
-  chmod 600 webhook.kubeconfig
+  # The webhook kubeconfig kube-apiserver reads: the service's CA pinned, a client certificate,
+  # all embedded. Written by kubectl, the kubeconfig writer of the field, into a new file that
+  # replaces the old one (kubectl config would otherwise edit what an earlier run left).
+  kc=webhook.kubeconfig.new
+  rm -f "$kc"
+  kcfg() { kubectl config --kubeconfig "$kc" "$@" >/dev/null || die "kubectl config $1 failed for $svc/$kc"; }
+  kcfg set-cluster k8s-keystone-auth --server "https://127.0.0.1:$BED_SERVICE_PORT/webhook" \
+    --certificate-authority ca.crt --embed-certs=true
+  kcfg set-credentials kube-apiserver --client-certificate client.crt --client-key client.key --embed-certs=true
+  kcfg set-context webhook --cluster k8s-keystone-auth --user kube-apiserver
+  kcfg use-context webhook
+  chmod 600 "$kc"
+  mv -f "$kc" webhook.kubeconfig
   if service_alive && [ "$BED_SERVICE_BIN" -nt pid ]; then
     log "$BED_SERVICE_BIN is newer than the running service: restarting it"
     kill "$(cat pid)" 2>/dev/null || true

@@ -656,6 +656,19 @@ pub fn reconcile(o: &Observed, s: &Settings) -> Vec<Action> {
         return a;
     };
 
+    // The webhook kubeconfigs, rendered once: compared with the files on disk, then written.
+    let (authn_kc, authz_kc) = match (
+        render::webhook_kubeconfig(&render::authn_server(s), &ca),
+        render::webhook_kubeconfig(&render::authz_server(s), &ca),
+    ) {
+        (Ok(authn), Ok(authz)) => (authn, authz),
+        (Err(e), _) | (_, Err(e)) => {
+            let msg = format!("cannot render the webhook kubeconfigs: {e}");
+            a.push(Action::Log(Level::Error, msg.clone()));
+            finish(o, &mut a, state, Status::Blocked, msg);
+            return a;
+        }
+    };
     // kube-apiserver is only pointed at webhook servers that answer, checked with the CA the
     // kubeconfigs pin.
     let mut servers = Vec::new();
@@ -664,6 +677,7 @@ pub fn reconcile(o: &Observed, s: &Settings) -> Vec<Action> {
             "authn-server-url",
             render::authn_server(s),
             paths.authn_kubeconfig(),
+            &authn_kc,
         ));
     }
     if s.authz_webhook() {
@@ -671,16 +685,16 @@ pub fn reconcile(o: &Observed, s: &Settings) -> Vec<Action> {
             "authz-server-url",
             render::authz_server(s),
             paths.authz_kubeconfig(),
+            &authz_kc,
         ));
     }
     let timeout = o.health_timeout.min(Duration::from_secs(10));
-    for (option, server, kubeconfig) in &servers {
+    for (option, server, kubeconfig, rendered) in &servers {
         let Some(health) = health_url(server) else {
             continue;
         };
         // The kubeconfig kube-apiserver reads already names this server: take the charm's
         // options back. Otherwise kube-apiserver is left as it is.
-        let rendered = render::webhook_kubeconfig(server, &ca);
         let in_use = !state.applied.is_empty()
             && o.file(kubeconfig).map(|f| f.content.as_slice()) == Some(rendered.as_bytes());
         a.push(Action::Gate {
@@ -701,12 +715,11 @@ pub fn reconcile(o: &Observed, s: &Settings) -> Vec<Action> {
     let mut desired = BTreeMap::new();
     let mut kube_changed;
     if s.authentication_webhook {
-        let authn = render::webhook_kubeconfig(&render::authn_server(s), &ca);
         kube_changed = put(
             o,
             &mut a,
             paths.authn_kubeconfig(),
-            authn.as_bytes(),
+            authn_kc.as_bytes(),
             Access::RootOnly,
         );
         desired.insert(
@@ -733,12 +746,11 @@ pub fn reconcile(o: &Observed, s: &Settings) -> Vec<Action> {
         s.authorization_mode.clone(),
     );
     if s.authz_webhook() {
-        let authz = render::webhook_kubeconfig(&render::authz_server(s), &ca);
         kube_changed |= put(
             o,
             &mut a,
             paths.authz_kubeconfig(),
-            authz.as_bytes(),
+            authz_kc.as_bytes(),
             Access::RootOnly,
         );
         desired.insert(

@@ -170,25 +170,47 @@ pub fn authz_server(s: &Settings) -> String {
         .unwrap_or_else(|| format!("https://127.0.0.1:{}/authorize", s.port))
 }
 
+/// The first line of the webhook kubeconfigs.
+pub const KUBECONFIG_HEADER: &str =
+    "# Rendered by the kubernetes-keystone charm for kube-apiserver; changes are overwritten.\n";
+
 /// A webhook kubeconfig: one cluster `webhook` with the CA pinned as
 /// `certificate-authority-data` (never `insecure-skip-tls-verify`), one user without
-/// credentials, one context.
-pub fn webhook_kubeconfig(server: &str, ca_pem: &str) -> String {
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem.as_bytes());
-    // serde_json strings are valid YAML scalars.
-    let server = serde_json::Value::String(server.to_string()).to_string();
-    format!(
-        "# Rendered by the kubernetes-keystone charm for kube-apiserver; changes are overwritten.\n\
-apiVersion: v1\n\
-kind: Config\n\
-clusters:\n\
-- name: webhook\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
-users:\n\
-- name: webhook\n  user: {{}}\n\
-contexts:\n\
-- name: webhook\n  context:\n    cluster: webhook\n    user: webhook\n\
-current-context: webhook\n"
-    )
+/// credentials, one context; the one kubeconfig model ([`kk_core::kubeconfig`]) as YAML, after
+/// [`KUBECONFIG_HEADER`].
+pub fn webhook_kubeconfig(server: &str, ca_pem: &str) -> Result<String, serde_yaml_ng::Error> {
+    use kk_core::kubeconfig::{Cluster, Config, Context, NamedCluster, NamedContext, NamedUser};
+    const NAME: &str = "webhook";
+    let config = Config::single(
+        NamedCluster {
+            name: NAME.into(),
+            cluster: Cluster {
+                server: server.into(),
+                certificate_authority_data: Some(
+                    base64::engine::general_purpose::STANDARD.encode(ca_pem.as_bytes()),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        NamedUser {
+            name: NAME.into(),
+            ..Default::default()
+        },
+        NamedContext {
+            name: NAME.into(),
+            context: Context {
+                cluster: NAME.into(),
+                user: NAME.into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    Ok(format!(
+        "{KUBECONFIG_HEADER}{}",
+        serde_yaml_ng::to_string(&config)?
+    ))
 }
 
 #[cfg(test)]
@@ -222,18 +244,37 @@ mod tests {
 
     #[test]
     fn kubeconfig_pins_the_ca_and_parses() {
-        let k = webhook_kubeconfig("https://127.0.0.1:9443/authenticate", "PEM\n");
+        use kk_core::kubeconfig::{AuthInfo, Config};
+        let server = "https://127.0.0.1:9443/authenticate";
+        let k = webhook_kubeconfig(server, "PEM\n").unwrap();
+        assert!(k.starts_with(KUBECONFIG_HEADER), "{k}");
+        // Into the one model: its current context is the webhook, with the CA pinned.
+        let c: Config = serde_yaml_ng::from_str(&k).unwrap();
+        assert_eq!((c.api_version.as_str(), c.kind.as_str()), ("v1", "Config"));
+        let (context, cluster, user) = c.current().unwrap();
+        assert_eq!(
+            (context.cluster.as_str(), context.user.as_str()),
+            ("webhook", "webhook")
+        );
+        assert_eq!(cluster.server, server);
+        assert_eq!(
+            cluster.certificate_authority_data.as_deref(),
+            Some("UEVNCg==")
+        );
+        assert_eq!(cluster.insecure_skip_tls_verify, None);
+        assert_eq!(cluster.certificate_authority, None);
+        assert_eq!(user, &AuthInfo::default());
+        assert!(c.unknown.is_empty() && cluster.unknown.is_empty());
+        assert!(!k.contains("insecure"));
+        // Plain YAML with kubeconfig's key names; a server needing quotes stays one string.
         let v: Value = serde_yaml_ng::from_str(&k).unwrap();
         assert_eq!(v["current-context"], "webhook");
-        assert_eq!(
-            v["clusters"][0]["cluster"]["server"],
-            "https://127.0.0.1:9443/authenticate"
-        );
-        assert_eq!(
-            v["clusters"][0]["cluster"]["certificate-authority-data"],
-            "UEVNCg=="
-        );
-        assert!(!k.contains("insecure"));
+        assert_eq!(v["users"][0], json!({"name": "webhook", "user": {}}));
+        let odd = "https://h:1/a #b: 'c\"";
+        let v: Value = serde_yaml_ng::from_str(&webhook_kubeconfig(odd, "").unwrap()).unwrap();
+        assert_eq!(v["clusters"][0]["cluster"]["server"], odd);
+        // Same input, same bytes.
+        assert_eq!(webhook_kubeconfig(server, "PEM\n").unwrap(), k);
     }
 
     #[test]

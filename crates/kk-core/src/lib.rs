@@ -9,6 +9,8 @@
 //! | [`goflags`] | command-line compatibility with the Go reference (`--a_b` is `--a-b`, `-v N`) |
 //! | [`hex`] | lower-case hexadecimal, the one encoder |
 //! | [`k8s`] | hand-written Kubernetes wire types (TokenReview, SubjectAccessReview), v1 and v1beta1 |
+//! | [`exec_credential`] | the exec credential plugin's `ExecCredential`, v1 and v1beta1, in and out |
+//! | [`kubeconfig`] | the kubeconfig, typed (the plugin's, the webhook's), unknown keys kept |
 //! | [`metrics`] | Prometheus counters and histograms, rendered by hand |
 //! | [`telemetry`] | logging to stderr (`tracing`) |
 //! | [`tls`] | the one rustls crypto provider (installed by each binary's `main`), PEM loading |
@@ -22,11 +24,13 @@
 
 use std::time::Duration;
 
+pub mod exec_credential;
 pub mod fsutil;
 pub mod goflags;
 pub mod hex;
 pub mod k8s;
 pub mod keystone;
+pub mod kubeconfig;
 pub mod metrics;
 pub mod secret;
 pub mod telemetry;

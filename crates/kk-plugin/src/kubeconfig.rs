@@ -1,11 +1,16 @@
 //! The kubeconfig generator: a cluster, a context and a user whose `exec` runs
 //! `kubectl-keystone-auth` with the credential in `env`; and merging that into an existing
-//! kubeconfig without touching its other entries. Pure: text in, text out.
+//! kubeconfig without touching its other entries. Pure: text in, text out, through the typed
+//! model of [`kk_core::kubeconfig`] (whose catch-alls keep the keys it does not name).
 
-use anyhow::{Context, Result, bail};
-use serde_yaml_ng::{Mapping, Value};
+use anyhow::{Context as _, Result, bail};
+use serde_json::json;
 
-use super::exec::EXEC_V1;
+use kk_core::exec_credential::V1 as EXEC_V1;
+use kk_core::kubeconfig::{
+    AuthInfo, Cluster, Config, Context, ExecConfig, ExecEnvVar, InteractiveMode, NamedCluster,
+    NamedContext, NamedExtension, NamedUser, Opaque, Preferences,
+};
 use kk_core::secret::Secret;
 
 /// Shown by kubectl when the plugin is not installed.
@@ -35,191 +40,192 @@ pub struct Spec {
     /// Environment given to the plugin (values may be secrets).
     pub env: Vec<(String, Secret)>,
     /// `Never` when the credential is complete, `IfAvailable` when a password must be typed.
-    pub interactive_mode: &'static str,
+    pub interactive_mode: InteractiveMode,
 }
 
 /// Name of the extension that marks the entries this tool wrote (in `extensions` of the
 /// cluster, the context and the user), so that `--merge` replaces only its own entries.
 pub const MARK: &str = "kubectl-keystone-auth";
 
-fn mark() -> Value {
-    Value::Sequence(vec![map(vec![
-        ("name", s(MARK)),
-        ("extension", map(vec![("generated-by", s(MARK))])),
-    ])])
+fn mark() -> Vec<NamedExtension> {
+    vec![NamedExtension {
+        name: MARK.to_string(),
+        extension: Opaque(json!({"generated-by": MARK})),
+    }]
 }
 
-/// Whether an entry of `section` (`clusters`, `contexts`, `users`) was written by this tool:
-/// it carries the [`MARK`] extension (or, for a user of an older version, the install hint).
-pub fn is_ours(section: &str, entry: &Value) -> bool {
-    let inner = match section {
-        "clusters" => entry.get("cluster"),
-        "contexts" => entry.get("context"),
-        _ => entry.get("user"),
-    };
-    let Some(inner) = inner else {
-        return false;
-    };
-    let marked = inner
-        .get("extensions")
-        .and_then(Value::as_sequence)
-        .is_some_and(|exts| exts.iter().any(|e| e.get("name") == Some(&s(MARK))));
-    let old_user = section == "users"
-        && inner
-            .get("exec")
-            .and_then(|e| e.get("installHint"))
-            .and_then(Value::as_str)
-            == Some(INSTALL_HINT);
-    marked || old_user
+fn marked(extensions: &[NamedExtension]) -> bool {
+    extensions.iter().any(|e| e.name == MARK)
 }
 
-fn s(v: &str) -> Value {
-    Value::String(v.to_string())
+/// An entry of `clusters`, `contexts` or `users`.
+pub trait Entry {
+    /// What it is called in messages.
+    const KIND: &'static str;
+    /// The flag that names it.
+    const FLAG: &'static str;
+    /// Its name.
+    fn name(&self) -> &str;
+    /// Whether this tool wrote it: it carries the [`MARK`] extension (or, for a user of an
+    /// older version, the install hint).
+    fn is_ours(&self) -> bool;
 }
 
-fn map(pairs: Vec<(&str, Value)>) -> Value {
-    let mut m = Mapping::new();
-    for (k, v) in pairs {
-        m.insert(s(k), v);
+impl Entry for NamedCluster {
+    const KIND: &'static str = "cluster";
+    const FLAG: &'static str = "--cluster-name";
+    fn name(&self) -> &str {
+        &self.name
     }
-    Value::Mapping(m)
+    fn is_ours(&self) -> bool {
+        marked(&self.cluster.extensions)
+    }
+}
+
+impl Entry for NamedContext {
+    const KIND: &'static str = "context";
+    const FLAG: &'static str = "--context-name";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn is_ours(&self) -> bool {
+        marked(&self.context.extensions)
+    }
+}
+
+impl Entry for NamedUser {
+    const KIND: &'static str = "user";
+    const FLAG: &'static str = "--kube-user";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn is_ours(&self) -> bool {
+        let old_user = self
+            .user
+            .exec
+            .as_ref()
+            .and_then(|e| e.install_hint.as_deref())
+            == Some(INSTALL_HINT);
+        marked(&self.user.extensions) || old_user
+    }
 }
 
 /// A complete kubeconfig.
-pub fn generate(spec: &Spec) -> Value {
+pub fn generate(spec: &Spec) -> Config {
     use base64::Engine;
-    let mut cluster = vec![("server", s(&spec.server))];
-    if let Some(pem) = &spec.ca_pem {
-        cluster.push((
-            "certificate-authority-data",
-            s(&base64::engine::general_purpose::STANDARD.encode(pem)),
-        ));
+    let cluster = NamedCluster {
+        name: spec.cluster.clone(),
+        cluster: Cluster {
+            server: spec.server.clone(),
+            certificate_authority_data: spec
+                .ca_pem
+                .as_ref()
+                .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem)),
+            extensions: mark(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let context = NamedContext {
+        name: spec.context.clone(),
+        context: Context {
+            cluster: spec.cluster.clone(),
+            user: spec.user.clone(),
+            namespace: spec.namespace.clone(),
+            extensions: mark(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let exec = ExecConfig {
+        api_version: EXEC_V1.to_string(),
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        env: spec
+            .env
+            .iter()
+            .map(|(name, value)| ExecEnvVar {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        interactive_mode: Some(spec.interactive_mode),
+        provide_cluster_info: Some(false),
+        install_hint: Some(INSTALL_HINT.to_string()),
+        ..Default::default()
+    };
+    let user = NamedUser {
+        name: spec.user.clone(),
+        user: AuthInfo {
+            exec: Some(exec),
+            extensions: mark(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Config {
+        preferences: Some(Preferences::default()),
+        ..Config::single(cluster, user, context)
     }
-    cluster.push(("extensions", mark()));
-    let mut context = vec![("cluster", s(&spec.cluster)), ("user", s(&spec.user))];
-    if let Some(ns) = &spec.namespace {
-        context.push(("namespace", s(ns)));
+}
+
+/// Replaces the entries of `list` named as those of `incoming` when this tool wrote them (see
+/// [`Entry::is_ours`]) or when `force`, refuses otherwise, appends the others.
+fn merge_entries<T: Entry>(list: &mut Vec<T>, incoming: Vec<T>, force: bool) -> Result<()> {
+    for entry in incoming {
+        match list.iter_mut().find(|e| e.name() == entry.name()) {
+            Some(old) if force || old.is_ours() => *old = entry,
+            Some(_) => bail!(
+                "it already has a {} named {:?} that kubectl-keystone-auth did not write: choose another name with {}, or add --force to replace it",
+                T::KIND,
+                entry.name(),
+                T::FLAG
+            ),
+            None => list.push(entry),
+        }
     }
-    context.push(("extensions", mark()));
-    let env: Vec<Value> = spec
-        .env
-        .iter()
-        .map(|(k, v)| map(vec![("name", s(k)), ("value", s(v.expose()))]))
-        .collect();
-    let mut exec = vec![("apiVersion", s(EXEC_V1)), ("command", s(&spec.command))];
-    if !spec.args.is_empty() {
-        exec.push((
-            "args",
-            Value::Sequence(spec.args.iter().map(|a| s(a)).collect()),
-        ));
-    }
-    exec.push(("env", Value::Sequence(env)));
-    exec.push(("interactiveMode", s(spec.interactive_mode)));
-    exec.push(("provideClusterInfo", Value::Bool(false)));
-    exec.push(("installHint", s(INSTALL_HINT)));
-    map(vec![
-        ("apiVersion", s("v1")),
-        ("kind", s("Config")),
-        ("preferences", Value::Mapping(Mapping::new())),
-        (
-            "clusters",
-            Value::Sequence(vec![map(vec![
-                ("name", s(&spec.cluster)),
-                ("cluster", map(cluster)),
-            ])]),
-        ),
-        (
-            "contexts",
-            Value::Sequence(vec![map(vec![
-                ("name", s(&spec.context)),
-                ("context", map(context)),
-            ])]),
-        ),
-        ("current-context", s(&spec.context)),
-        (
-            "users",
-            Value::Sequence(vec![map(vec![
-                ("name", s(&spec.user)),
-                (
-                    "user",
-                    map(vec![("exec", map(exec)), ("extensions", mark())]),
-                ),
-            ])]),
-        ),
-    ])
+    Ok(())
 }
 
 /// Merges `new` (from [`generate`]) into `existing`: entries of `clusters`, `contexts` and
-/// `users` with the same name are replaced when this tool wrote them (see [`is_ours`]) or when
-/// `force`, and refused otherwise; others are kept as they are, new ones appended;
+/// `users` with the same name are replaced when this tool wrote them (see [`Entry::is_ours`])
+/// or when `force`, and refused otherwise; others are kept as they are, new ones appended;
 /// `current-context` becomes the new context; every other key is kept.
-pub fn merge(existing: Value, new: &Value, force: bool) -> Result<Value> {
-    let mut root = match existing {
-        Value::Null => Mapping::new(),
-        Value::Mapping(m) => m,
-        _ => bail!("the existing kubeconfig is not a YAML mapping"),
-    };
-    root.entry(s("apiVersion")).or_insert_with(|| s("v1"));
-    root.entry(s("kind")).or_insert_with(|| s("Config"));
-    for section in ["clusters", "contexts", "users"] {
-        let incoming = new
-            .get(section)
-            .and_then(Value::as_sequence)
-            .cloned()
-            .unwrap_or_default();
-        let slot = root
-            .entry(s(section))
-            .or_insert_with(|| Value::Sequence(vec![]));
-        if slot.is_null() {
-            *slot = Value::Sequence(vec![]);
-        }
-        let list = slot
-            .as_sequence_mut()
-            .with_context(|| format!("`{section}` of the existing kubeconfig is not a list"))?;
-        for entry in incoming {
-            let name = entry.get("name").cloned();
-            match list
-                .iter_mut()
-                .find(|e| name.is_some() && e.get("name") == name.as_ref())
-            {
-                Some(old) if force || is_ours(section, old) => *old = entry,
-                Some(_) => {
-                    let (kind, flag) = match section {
-                        "clusters" => ("cluster", "--cluster-name"),
-                        "contexts" => ("context", "--context-name"),
-                        _ => ("user", "--kube-user"),
-                    };
-                    let shown = name.as_ref().and_then(Value::as_str).unwrap_or("?");
-                    bail!(
-                        "it already has a {kind} named {shown:?} that kubectl-keystone-auth did not write: choose another name with {flag}, or add --force to replace it"
-                    );
-                }
-                None => list.push(entry),
-            }
-        }
+pub fn merge(existing: Config, new: &Config, force: bool) -> Result<Config> {
+    let mut root = existing;
+    if root.api_version.is_empty() {
+        root.api_version = kk_core::kubeconfig::API_VERSION.to_string();
     }
-    if let Some(cc) = new.get("current-context") {
-        root.insert(s("current-context"), cc.clone());
+    if root.kind.is_empty() {
+        root.kind = kk_core::kubeconfig::KIND.to_string();
     }
-    Ok(Value::Mapping(root))
+    merge_entries(&mut root.clusters, new.clusters.clone(), force)?;
+    merge_entries(&mut root.contexts, new.contexts.clone(), force)?;
+    merge_entries(&mut root.users, new.users.clone(), force)?;
+    if !new.current_context.is_empty() {
+        root.current_context = new.current_context.clone();
+    }
+    Ok(root)
 }
 
-/// Parses kubeconfig text (empty text is an empty config).
-pub fn parse(text: &str) -> Result<Value> {
+/// Parses kubeconfig text (empty text, or only comments or `null`, is an empty config).
+pub fn parse(text: &str) -> Result<Config> {
     if text.trim().is_empty() {
-        return Ok(Value::Null);
+        return Ok(Config::default());
     }
-    serde_yaml_ng::from_str(text).context("not valid YAML")
+    let config: Option<Config> = serde_yaml_ng::from_str(text).context("not a valid kubeconfig")?;
+    Ok(config.unwrap_or_default())
 }
 
 /// YAML text.
-pub fn render(v: &Value) -> Result<String> {
-    serde_yaml_ng::to_string(v).context("cannot write the kubeconfig as YAML")
+pub fn render(config: &Config) -> Result<String> {
+    serde_yaml_ng::to_string(config).context("cannot write the kubeconfig as YAML")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_yaml_ng::Value;
 
     fn spec() -> Spec {
         Spec {
@@ -238,26 +244,43 @@ mod tests {
                     Secret::new("sec"),
                 ),
             ],
-            interactive_mode: "Never",
+            interactive_mode: InteractiveMode::Never,
         }
+    }
+
+    fn s(v: &str) -> Value {
+        Value::String(v.to_string())
+    }
+
+    fn names<T: Entry>(list: &[T]) -> Vec<&str> {
+        list.iter().map(Entry::name).collect()
     }
 
     #[test]
     fn generated_kubeconfig_has_the_exec_user() {
-        let v = generate(&spec());
-        let text = render(&v).unwrap();
+        let text = render(&generate(&spec())).unwrap();
+        // Read as plain YAML: the key names are kubeconfig's.
         let back: Value = serde_yaml_ng::from_str(&text).unwrap();
+        assert_eq!(back["apiVersion"], s("v1"));
+        assert_eq!(back["kind"], s("Config"));
         assert_eq!(back["current-context"], s("alice@garr"));
         assert_eq!(back["contexts"][0]["context"]["namespace"], s("team-a"));
+        assert_eq!(back["contexts"][0]["context"]["user"], s("alice"));
         let exec = &back["users"][0]["user"]["exec"];
         assert_eq!(exec["apiVersion"], s("client.authentication.k8s.io/v1"));
         assert_eq!(exec["interactiveMode"], s("Never"));
+        assert_eq!(exec["provideClusterInfo"], Value::Bool(false));
         assert_eq!(exec["command"], s("kubectl-keystone-auth"));
+        assert_eq!(
+            exec["env"][1]["name"],
+            s("OS_APPLICATION_CREDENTIAL_SECRET")
+        );
         assert_eq!(exec["env"][1]["value"], s("sec"));
+        assert!(exec.get("args").is_none(), "no args: none written");
         assert!(exec["installHint"].as_str().unwrap().contains("PATH"));
-        let ca = back["clusters"][0]["cluster"]["certificate-authority-data"]
-            .as_str()
-            .unwrap();
+        let cluster = &back["clusters"][0]["cluster"];
+        assert!(cluster.get("insecure-skip-tls-verify").is_none());
+        let ca = cluster["certificate-authority-data"].as_str().unwrap();
         use base64::Engine;
         assert!(
             base64::engine::general_purpose::STANDARD
@@ -265,6 +288,71 @@ mod tests {
                 .unwrap()
                 .starts_with(b"-----BEGIN CERTIFICATE-----")
         );
+        for section in ["clusters", "contexts", "users"] {
+            let inner = &back[section][0][&section[..section.len() - 1]];
+            assert_eq!(inner["extensions"][0]["name"], s(MARK), "{section}");
+        }
+        // And as the model: it reads back as written.
+        assert_eq!(parse(&text).unwrap(), generate(&spec()));
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let generated = generate(&spec());
+        let shown = format!("{generated:?} {spec:?}", spec = spec());
+        assert!(
+            !shown.contains("\"sec\"") && !shown.contains("https://ks/v3"),
+            "{shown}"
+        );
+        assert!(render(&generated).unwrap().contains("value: sec"));
+    }
+
+    /// A kubeconfig of other tools, with keys the model does not name at every level: a merge
+    /// keeps them all, and writes them back.
+    #[test]
+    fn merge_keeps_what_the_model_does_not_name() {
+        let existing = r#"
+apiVersion: v1
+kind: Config
+preferences: {colors: true}
+clusters:
+- name: prod
+  cluster:
+    server: https://prod:6443
+    certificate-authority-data: LS0tLS1CRUdJTg==
+    future-cluster-field: {a: [1, 2]}
+    extensions:
+    - name: vendor
+      extension: {region: eu}
+users:
+- name: oidc
+  user:
+    auth-provider:
+      name: oidc
+      config: {id-token: eyJhbGciOi.x.y, idp-issuer-url: "https://idp"}
+- name: admin
+  user: {token: abc, as: bob}
+contexts:
+- name: prod
+  context: {cluster: prod, user: admin, namespace: ops}
+  future-entry-field: 1
+current-context: prod
+future-top-level: kept
+"#;
+        let before: Value = serde_yaml_ng::from_str(existing).unwrap();
+        let parsed = parse(existing).unwrap();
+        // Read and written back unchanged: same YAML value.
+        let again: Value = serde_yaml_ng::from_str(&render(&parsed).unwrap()).unwrap();
+        assert_eq!(again, before);
+        let merged = merge(parsed, &generate(&spec()), false).unwrap();
+        let out: Value = serde_yaml_ng::from_str(&render(&merged).unwrap()).unwrap();
+        assert_eq!(out["future-top-level"], s("kept"));
+        assert_eq!(out["preferences"], before["preferences"]);
+        assert_eq!(out["clusters"][0], before["clusters"][0]);
+        assert_eq!(out["users"][0], before["users"][0]);
+        assert_eq!(out["users"][1], before["users"][1]);
+        assert_eq!(out["contexts"][0], before["contexts"][0]);
+        assert_eq!(out["current-context"], s("alice@garr"));
     }
 
     #[test]
@@ -300,42 +388,41 @@ current-context: prod
             "{err}"
         );
         let merged = merge(existing, &generate(&spec()), true).unwrap();
-        let clusters = merged["clusters"].as_sequence().unwrap();
-        assert_eq!(clusters.len(), 2);
-        assert_eq!(clusters[0]["cluster"]["server"], s("https://prod:6443"));
-        assert_eq!(
-            clusters[1]["cluster"]["server"],
-            s("https://127.0.0.1:6443")
-        );
-        assert_eq!(merged["contexts"].as_sequence().unwrap().len(), 2);
-        assert_eq!(merged["users"][0]["user"]["token"], s("abc"));
-        assert_eq!(merged["users"].as_sequence().unwrap().len(), 2);
-        assert_eq!(merged["current-context"], s("alice@garr"));
-        assert_eq!(merged["preferences"]["colors"], Value::Bool(true));
+        assert_eq!(names(&merged.clusters), ["prod", "garr"]);
+        assert_eq!(merged.clusters[0].cluster.server, "https://prod:6443");
+        assert_eq!(merged.clusters[1].cluster.server, "https://127.0.0.1:6443");
+        assert_eq!(names(&merged.contexts), ["prod", "alice@garr"]);
+        assert_eq!(merged.users[0].user.token, Some(Secret::new("abc")));
+        assert_eq!(names(&merged.users), ["admin", "alice"]);
+        assert_eq!(merged.current_context, "alice@garr");
+        assert_eq!(merged.preferences.as_ref().unwrap().colors, Some(true));
         // Our own entries are replaced without --force.
         let mut other = spec();
         other.server = "https://127.0.0.1:7443".into();
         let again = merge(merged, &generate(&other), false).unwrap();
-        assert_eq!(again["clusters"].as_sequence().unwrap().len(), 2);
-        assert_eq!(
-            again["clusters"][1]["cluster"]["server"],
-            s("https://127.0.0.1:7443")
-        );
+        assert_eq!(names(&again.clusters), ["prod", "garr"]);
+        assert_eq!(again.clusters[1].cluster.server, "https://127.0.0.1:7443");
     }
 
     #[test]
     fn entries_of_others_are_never_replaced_without_force() {
         let generated = generate(&spec());
-        for (section, inner, flag) in [
-            ("contexts", "context", "--context-name"),
-            ("users", "user", "--kube-user"),
+        for (entry, flag) in [
+            (
+                "contexts: [{name: alice@garr, context: {namespace: theirs}}]",
+                "--context-name",
+            ),
+            (
+                "users: [{name: alice, user: {token: theirs}}]",
+                "--kube-user",
+            ),
         ] {
-            let name = generated[section][0]["name"].as_str().unwrap();
-            let text = format!("{section}:\n- name: {name}\n  {inner}: {{token: theirs}}\n");
+            let text = format!("{entry}\n");
             let err = merge(parse(&text).unwrap(), &generated, false)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(flag) && err.contains("--force"), "{err}");
+            assert!(merge(parse(&text).unwrap(), &generated, true).is_ok());
         }
         // A user of an older version (no extension, our install hint) counts as ours.
         let old = format!(
@@ -343,18 +430,27 @@ current-context: prod
             INSTALL_HINT
         );
         assert!(merge(parse(&old).unwrap(), &generated, false).is_ok());
-        for section in ["clusters", "contexts", "users"] {
-            assert!(is_ours(section, &generated[section][0]), "{section}");
-        }
+        assert!(generated.clusters[0].is_ours());
+        assert!(generated.contexts[0].is_ours());
+        assert!(generated.users[0].is_ours());
+        let theirs =
+            parse("users:\n- name: alice\n  user:\n    exec: {command: kubectl-keystone-auth}\n")
+                .unwrap();
+        assert!(!theirs.users[0].is_ours());
     }
 
     #[test]
     fn merge_into_nothing_and_into_garbage() {
-        let merged = merge(parse("").unwrap(), &generate(&spec()), false).unwrap();
-        assert_eq!(merged["users"].as_sequence().unwrap().len(), 1);
-        assert!(merge(parse("[1, 2]").unwrap(), &generate(&spec()), false).is_err());
-        assert!(merge(parse("users: 3").unwrap(), &generate(&spec()), false).is_err());
+        for empty in ["", "  \n", "# nothing yet\n", "~\n", "null"] {
+            let merged = merge(parse(empty).unwrap(), &generate(&spec()), false).unwrap();
+            assert_eq!(names(&merged.users), ["alice"], "{empty:?}");
+            assert_eq!(merged.api_version, "v1");
+            assert_eq!(merged.kind, "Config");
+        }
+        assert!(parse("[1, 2]").is_err());
+        assert!(parse("users: 3").is_err());
+        assert!(parse("users: [{name: u, user: {exec: {interactiveMode: Sometimes}}}]").is_err());
         let merged = merge(parse("users: null").unwrap(), &generate(&spec()), false).unwrap();
-        assert_eq!(merged["users"].as_sequence().unwrap().len(), 1);
+        assert_eq!(merged.users.len(), 1);
     }
 }

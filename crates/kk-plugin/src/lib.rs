@@ -34,6 +34,7 @@ use kk_core::keystone::types::Token;
 use kk_core::keystone::{
     ClientSettings, KeystoneClient, KeystoneError, NewApplicationCredential, Scope, UserRef,
 };
+use kk_core::kubeconfig::{Config, InteractiveMode};
 use kk_core::secret::Secret;
 use kk_core::timefmt::parse_rfc3339;
 use settings::{Field, Layer, Method, Origin, Plan, SettingsError};
@@ -476,7 +477,7 @@ pub async fn exec_credential(args: &CredentialArgs, ctx: &Process<'_>) -> Result
             info.api_version,
             &hit.token,
             hit.expires_at,
-        ));
+        )?);
     }
     // Ask for a missing secret before taking the lock: parallel runs must not wait for a
     // password being typed.
@@ -514,7 +515,7 @@ pub async fn exec_credential(args: &CredentialArgs, ctx: &Process<'_>) -> Result
             info.api_version,
             &hit.token,
             hit.expires_at,
-        ));
+        )?);
     }
     // ... or another run may have been refused while this one waited.
     if let Some(m) = &memory {
@@ -549,7 +550,7 @@ pub async fn exec_credential(args: &CredentialArgs, ctx: &Process<'_>) -> Result
     {
         warn!("could not cache the token: {e:#}");
     }
-    Ok(exec::exec_credential(info.api_version, &token, expires))
+    Ok(exec::exec_credential(info.api_version, &token, expires)?)
 }
 
 /// `clear-cache`: returns the directory and how many files were removed.
@@ -769,7 +770,10 @@ pub async fn kubeconfig(
                 expires_at: args.expires_at.clone(),
                 roles: args.roles.clone(),
             };
-            (mint(&mut plan, interactive, request).await?, "Never")
+            (
+                mint(&mut plan, interactive, request).await?,
+                InteractiveMode::Never,
+            )
         }
         None => {
             let mut env = vec![
@@ -817,7 +821,7 @@ pub async fn kubeconfig(
                                 .unwrap_or("?")
                         );
                     }
-                    "Never"
+                    InteractiveMode::Never
                 }
                 Method::Password { user, scope, .. } => {
                     eprintln!(
@@ -825,7 +829,7 @@ pub async fn kubeconfig(
                     );
                     user_env(user, &mut env);
                     scope_env(scope, &mut env);
-                    "IfAvailable"
+                    InteractiveMode::IfAvailable
                 }
                 Method::Token { .. } => bail!(
                     "a Keystone token expires, so it cannot go into a kubeconfig: add --create-application-credential NAME to mint an application credential with it"
@@ -954,7 +958,7 @@ fn resolve_links(path: &Path) -> Result<PathBuf> {
 
 /// Merges into an existing kubeconfig (created 0600 if missing; an existing file keeps its
 /// mode, tightened to drop access by others since it now holds a credential).
-fn merge_into(path: &Path, generated: &serde_yaml_ng::Value, force: bool) -> Result<()> {
+fn merge_into(path: &Path, generated: &Config, force: bool) -> Result<()> {
     // A symlinked kubeconfig (dotfiles) stays a link: the file it points to is replaced.
     let resolved = resolve_links(path)?;
     let path = resolved.as_path();
@@ -969,7 +973,7 @@ fn merge_into(path: &Path, generated: &serde_yaml_ng::Value, force: bool) -> Res
                 mode.max(0o600),
             )
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (serde_yaml_ng::Value::Null, 0o600),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Config::default(), 0o600),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     let merged = kubeconfig::merge(existing, generated, force)
