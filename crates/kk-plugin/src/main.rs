@@ -14,7 +14,6 @@ use kk_plugin::{self as plugin, Process, Written};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.credential.log_level);
-    kk_core::tls::install_crypto_provider();
     let env = |k: &str| std::env::var(k).ok();
     let ctx = Process {
         env: &env,
