@@ -101,7 +101,6 @@ async fn main() {
         eprintln!("KS_URL is not set: run benches/run, which starts and seeds Keystone");
         std::process::exit(2);
     };
-    kk_core::tls::install_crypto_provider();
     if cfg!(debug_assertions) {
         println!(
             "(debug build, as run by `cargo test --all-targets`: a smoke run; figures come from `benches/run`)\n"

@@ -28,7 +28,6 @@ impl Drop for Binary {
 
 impl Binary {
     async fn start(keystone_url: &str, extra_toml: &str) -> Self {
-        kk_core::tls::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -75,7 +74,7 @@ impl Binary {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let http = reqwest::Client::builder()
+        let http = crate::support::http_client()
             .no_proxy()
             .timeout(Duration::from_secs(10))
             .build()

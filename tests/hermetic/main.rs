@@ -11,6 +11,10 @@
 //! * `routes`: `warp::test` for routes, methods, body limits and `Status` bodies, plus the real
 //!   accept loop (`webhook::serve`, plain HTTP) for chunked bodies and `?timeout=30s`.
 //! * `binary`: the real `k8s-keystone-auth` pointed at the fake with `[keystone] url`.
+//! * `tls`: what the project's HTTPS clients trust (kk_core::tls) against a tokio-rustls server:
+//!   a CA file's chain, or exactly a pinned self-signed certificate, valid and for the host; the
+//!   platform's roots without one; and the real `kubectl-keystone-auth --cacert` against the
+//!   fake behind a self-signed certificate.
 //!
 //! The contract with the real Keystone stays in tests/integration (run by tests/run).
 
@@ -25,3 +29,4 @@ mod authn;
 mod binary;
 mod client;
 mod routes;
+mod tls;

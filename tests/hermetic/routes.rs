@@ -339,7 +339,7 @@ async fn over_a_real_connection_chunked_bodies_are_bounded_and_the_timeout_query
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"authenticated\":true"), "{answer}");
     // What kube-apiserver sends: POST /webhook?timeout=30s with a JSON body.
-    let http = reqwest::Client::builder()
+    let http = crate::support::http_client()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()

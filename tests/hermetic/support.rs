@@ -43,8 +43,6 @@ pub const ALLOW_ALL: &str = r#"[{"resource_permissions": {"*/*": ["*"]}, "nonres
 
 impl Svc {
     pub fn new(s: Settings) -> Self {
-        // What the binary's `main` does first: the Keystone client's reqwest uses it.
-        kk_core::tls::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let policy = dir.path().join("policy.json");
         std::fs::write(&policy, s.policy.as_deref().unwrap_or(ALLOW_ALL)).unwrap();
@@ -151,4 +149,10 @@ pub fn sar(version: &str) -> Value {
     spec[if version == "v1" { "groups" } else { "group" }] = json!(["devs", "p-team-a"]);
     json!({"apiVersion": format!("authorization.k8s.io/{version}"), "kind": "SubjectAccessReview",
            "metadata": {"creationTimestamp": null}, "spec": spec, "status": {"allowed": false}})
+}
+
+/// A reqwest client builder for plain HTTP to 127.0.0.1, built as every client of the project
+/// is (kk_core::tls; no process-wide crypto provider).
+pub fn http_client() -> reqwest::ClientBuilder {
+    kk_core::tls::http_client(kk_core::tls::client_config(None, None).unwrap())
 }

@@ -286,7 +286,9 @@ async fn revoked_token_is_refused() {
     let svc = Service::start(Options::default()).await;
     let t = ks.alice().await;
     let admin = ks.admin().await;
-    let r = reqwest::Client::new()
+    let r = http_client(None)
+        .build()
+        .unwrap()
         .delete(format!("{}/auth/tokens", ks.url))
         .header("X-Auth-Token", &admin)
         .header("X-Subject-Token", &t)

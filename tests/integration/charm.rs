@@ -478,9 +478,7 @@ fn healthz_through_kubeconfig(u: &Unit, name: &str) -> String {
         .build()
         .unwrap();
     rt.block_on(async {
-        kk_core::tls::install_crypto_provider();
-        let c = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+        let c = http_client(Some(&ca))
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();

@@ -85,9 +85,7 @@ impl Pair {
             args,
         )
         .await;
-        let ca = reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap();
-        let http = reqwest::Client::builder()
-            .tls_certs_only([ca])
+        let http = http_client(Some(&pki.ca_pem))
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
@@ -319,7 +317,9 @@ async fn token_reviews_match_the_go_reference() {
 
     let admin = ks.admin().await;
     let revoked = ks.alice().await;
-    let r = reqwest::Client::new()
+    let r = http_client(None)
+        .build()
+        .unwrap()
         .delete(format!("{}/auth/tokens", ks.url))
         .header("X-Auth-Token", &admin)
         .header("X-Subject-Token", &revoked)

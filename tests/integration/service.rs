@@ -135,16 +135,10 @@ async fn certificates_are_reloaded_when_their_files_change() {
         "old certificate still served"
     );
     write_atomic(&svc.dir.path().join("tls.crt"), &c);
-    let trusting_new = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(new_pki.ca_pem.as_bytes()).unwrap()])
-        .build()
-        .unwrap();
+    let trusting_new = http_client(Some(&new_pki.ca_pem)).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let fresh = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(new_pki.ca_pem.as_bytes()).unwrap()])
-            .build()
-            .unwrap();
+        let fresh = http_client(Some(&new_pki.ca_pem)).build().unwrap();
         if fresh.get(svc.url("/healthz")).send().await.is_ok() {
             break;
         }
@@ -185,10 +179,7 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
         200,
         "the apiserver's client certificate is accepted"
     );
-    let anonymous = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(svc.pki.ca_pem.as_bytes()).unwrap()])
-        .build()
-        .unwrap();
+    let anonymous = http_client(Some(&svc.pki.ca_pem)).build().unwrap();
     let r = anonymous
         .post(svc.url("/webhook"))
         .json(&json!({"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"x"}}))
@@ -397,8 +388,9 @@ async fn insecure_http_is_explicit_and_warns() {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/healthz");
     let deadline = Instant::now() + Duration::from_secs(10);
+    let http = http_client(None).build().unwrap();
     let body = loop {
-        if let Ok(r) = reqwest::get(&url).await {
+        if let Ok(r) = http.get(&url).send().await {
             break r.text().await.unwrap();
         }
         assert!(
@@ -426,7 +418,9 @@ async fn an_idle_kept_alive_connection_still_serves_the_next_request() {
     for c in rustls_pki_types::CertificateDer::pem_slice_iter(svc.pki.ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder()
+    let config = rustls::ClientConfig::builder_with_provider(kk_core::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));

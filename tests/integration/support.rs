@@ -54,10 +54,9 @@ pub struct Keystone {
 
 impl Keystone {
     pub fn get() -> Self {
-        kk_core::tls::install_crypto_provider();
         Self {
             url: env("KS_URL"),
-            http: reqwest::Client::builder()
+            http: http_client(None)
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
@@ -344,7 +343,6 @@ impl Default for Options {
 
 impl Service {
     pub async fn start(opts: Options) -> Self {
-        kk_core::tls::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new("server");
         pki.write_server(dir.path());
@@ -387,16 +385,19 @@ impl Service {
             .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
             .spawn()
             .unwrap();
-        let ca = reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap();
-        let mut builder = reqwest::Client::builder()
-            .tls_certs_only([ca])
-            .timeout(Duration::from_secs(30));
-        if let Some(cpki) = &client_ca_pki {
+        let identity = client_ca_pki.as_ref().map(|cpki| {
             let (c, k) = cpki.leaf("kube-apiserver", false);
-            builder = builder
-                .identity(reqwest::Identity::from_pem(format!("{c}\n{k}").as_bytes()).unwrap());
-        }
-        let http = builder.build().unwrap();
+            kk_core::tls::ClientIdentity {
+                chain: kk_core::tls::parse_certs(c.as_bytes()).unwrap(),
+                key: rustls_pki_types::PrivateKeyDer::from_pem_slice(k.as_bytes()).unwrap(),
+            }
+        });
+        let roots = kk_core::tls::parse_certs(pki.ca_pem.as_bytes()).unwrap();
+        let http =
+            kk_core::tls::http_client(kk_core::tls::client_config(Some(&roots), identity).unwrap())
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
         let svc = Service {
             dir,
             port,
@@ -550,7 +551,9 @@ impl Service {
         for c in rustls_pki_types::CertificateDer::pem_slice_iter(self.pki.ca_pem.as_bytes()) {
             roots.add(c.unwrap()).unwrap();
         }
-        let config = rustls::ClientConfig::builder()
+        let config = rustls::ClientConfig::builder_with_provider(kk_core::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
@@ -578,4 +581,11 @@ pub fn record_figure(line: &str) {
         .open(log_dir().join("figures.txt"))
         .unwrap();
     writeln!(f, "{line}").unwrap();
+}
+
+/// A reqwest client builder trusting the CA of `ca_pem` (else the platform's roots), as every
+/// client of the project is built (kk_core::tls; no process-wide crypto provider).
+pub fn http_client(ca_pem: Option<&str>) -> reqwest::ClientBuilder {
+    let roots = ca_pem.map(|pem| kk_core::tls::parse_certs(pem.as_bytes()).unwrap());
+    kk_core::tls::http_client(kk_core::tls::client_config(roots.as_deref(), None).unwrap())
 }

@@ -271,7 +271,8 @@ impl Machine for RealMachine<'_> {
             .build()
             .context("cannot start a runtime")?;
         let body = rt.block_on(async {
-            let client = reqwest::Client::builder()
+            let tls = kk_core::tls::client_config(None, None)?;
+            let client = kk_core::tls::http_client(tls)
                 .connect_timeout(Duration::from_secs(10))
                 .timeout(Duration::from_secs(600))
                 .build()
@@ -303,15 +304,17 @@ impl Machine for RealMachine<'_> {
     }
 
     fn wait_healthy(&self, url: &str, ca: &str, timeout: Duration) -> Result<()> {
-        let certs =
-            reqwest::Certificate::from_pem_bundle(ca.as_bytes()).context("invalid CA PEM")?;
+        let certs = kk_core::tls::parse_certs(ca.as_bytes()).context("invalid CA PEM")?;
+        if certs.is_empty() {
+            bail!("no certificate in the CA PEM");
+        }
+        let tls = kk_core::tls::client_config(Some(&certs), None)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start a runtime")?;
         rt.block_on(async {
-            let client = reqwest::Client::builder()
-                .tls_certs_only(certs)
+            let client = kk_core::tls::http_client(tls)
                 .timeout(Duration::from_secs(2))
                 .build()
                 .context("cannot build the HTTP client")?;

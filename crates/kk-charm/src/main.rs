@@ -3,7 +3,5 @@
 //! run as. Everything is in the library (`kk_charm`).
 
 fn main() -> std::process::ExitCode {
-    // Once, at the edge: the hook's downloads and health checks use reqwest.
-    kk_core::tls::install_crypto_provider();
     kk_charm::main()
 }

@@ -91,7 +91,7 @@ pub fn format_rfc3339(t: SystemTime) -> String {
 }
 
 // Howard Hinnant's algorithms (public domain), proleptic Gregorian calendar.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

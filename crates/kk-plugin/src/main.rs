@@ -15,7 +15,6 @@ fn main() -> ExitCode {
     // `--keystone_url` is `--keystone-url`, as in client-keystone-auth (pflag's normalization).
     let cli = Cli::parse_from(kk_core::goflags::normalize_flag_names(std::env::args_os()));
     telemetry::init(&cli.credential.log_level());
-    kk_core::tls::install_crypto_provider();
     let env = |k: &str| std::env::var(k).ok();
     let ctx = Process {
         env: &env,

@@ -410,8 +410,6 @@ mod tests {
     /// A state with a policy that grants everything to every Keystone user; Keystone is never
     /// asked by a SubjectAccessReview.
     fn state_allowing_everything(dir: &std::path::Path) -> Arc<State> {
-        // What `main` does first: the Keystone client's reqwest uses the process provider.
-        kk_core::tls::install_crypto_provider();
         let policy = dir.join("policy.json");
         std::fs::write(
             &policy,

@@ -127,7 +127,59 @@ impl KeystoneClient {
     /// Builds a client. Reads the CA and client identity files named in `settings`.
     pub fn new(settings: &ClientSettings, metrics: Option<Arc<Metrics>>) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let mut builder = reqwest::Client::builder()
+        use rustls_pki_types::pem::PemObject;
+        let ca = match &settings.ca_file {
+            None => None,
+            Some(ca) => {
+                let pem = std::fs::read(ca)
+                    .with_context(|| format!("cannot read Keystone CA file {}", ca.display()))?;
+                let certs = crate::tls::parse_certs(&pem)
+                    .with_context(|| format!("invalid PEM in Keystone CA file {}", ca.display()))?;
+                if certs.is_empty() {
+                    anyhow::bail!("no certificate found in Keystone CA file {}", ca.display());
+                }
+                Some(certs)
+            }
+        };
+        let identity = match &settings.client_identity {
+            None => None,
+            Some((cert, key)) => {
+                let invalid = || {
+                    format!(
+                        "invalid client certificate/key {} / {}",
+                        cert.display(),
+                        key.display()
+                    )
+                };
+                let chain = std::fs::read(cert).with_context(|| {
+                    format!("cannot read client certificate {}", cert.display())
+                })?;
+                let key = std::fs::read(key)
+                    .with_context(|| format!("cannot read client key {}", key.display()))?;
+                let chain = crate::tls::parse_certs(&chain).with_context(invalid)?;
+                if chain.is_empty() {
+                    anyhow::bail!("{}: no certificate", invalid());
+                }
+                let key =
+                    rustls_pki_types::PrivateKeyDer::from_pem_slice(&key).with_context(invalid)?;
+                Some(crate::tls::ClientIdentity { chain, key })
+            }
+        };
+        let tls = crate::tls::client_config(ca.as_deref(), identity).with_context(|| {
+            let mut what = "cannot set up TLS for Keystone".to_string();
+            if let Some(ca) = &settings.ca_file {
+                what.push_str(&format!(" with CA file {}", ca.display()));
+            }
+            if let Some((cert, key)) = &settings.client_identity {
+                what.push_str(&format!(
+                    " with client certificate/key {} / {}",
+                    cert.display(),
+                    key.display()
+                ));
+            }
+            what
+        })?;
+        let builder = crate::tls::http_client(tls)
             .user_agent(settings.user_agent.clone())
             .timeout(settings.timeout)
             .connect_timeout(settings.connect_timeout)
@@ -135,33 +187,6 @@ impl KeystoneClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none());
-        if let Some(ca) = &settings.ca_file {
-            let pem = std::fs::read(ca)
-                .with_context(|| format!("cannot read Keystone CA file {}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("invalid PEM in Keystone CA file {}", ca.display()))?;
-            if certs.is_empty() {
-                anyhow::bail!("no certificate found in Keystone CA file {}", ca.display());
-            }
-            builder = builder.tls_certs_only(certs);
-        }
-        if let Some((cert, key)) = &settings.client_identity {
-            let mut pem = std::fs::read(cert)
-                .with_context(|| format!("cannot read client certificate {}", cert.display()))?;
-            pem.push(b'\n');
-            pem.extend(
-                std::fs::read(key)
-                    .with_context(|| format!("cannot read client key {}", key.display()))?,
-            );
-            let id = reqwest::Identity::from_pem(&pem).with_context(|| {
-                format!(
-                    "invalid client certificate/key {} / {}",
-                    cert.display(),
-                    key.display()
-                )
-            })?;
-            builder = builder.identity(id);
-        }
         let http = builder
             .build()
             .context("cannot build the Keystone HTTP client")?;
@@ -675,8 +700,6 @@ mod tests {
         }
 
         fn client(&self) -> KeystoneClient {
-            // What each binary's `main` does first: reqwest uses the process provider.
-            crate::tls::install_crypto_provider();
             KeystoneClient::new(
                 &ClientSettings {
                     url: self.url.clone(),

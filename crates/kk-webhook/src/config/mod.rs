@@ -8,8 +8,10 @@
 pub mod cli;
 pub mod file;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use kk_core::parse_duration;
@@ -160,6 +162,115 @@ impl std::fmt::Display for Origin<'_> {
     }
 }
 
+/// The command-line arguments that [`validate`] names in its messages. Their `--long` flag and
+/// environment variable are read from clap's definition ([`ServerArgs`]), so a renamed flag
+/// renames it in every message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arg {
+    Listen,
+    TlsCertFile,
+    TlsPrivateKeyFile,
+    ClientCaFile,
+    KeystoneUrl,
+    KeystoneCaFile,
+    KeystonePolicyFile,
+    SyncConfigFile,
+    UsernameFormat,
+    InsecureHttp,
+    PolicyConfigmapName,
+    SyncConfigmapName,
+    Kubeconfig,
+}
+
+impl Arg {
+    /// Every variant (the tests check that each is declared to clap).
+    #[cfg(test)]
+    const ALL: [Arg; 13] = [
+        Arg::Listen,
+        Arg::TlsCertFile,
+        Arg::TlsPrivateKeyFile,
+        Arg::ClientCaFile,
+        Arg::KeystoneUrl,
+        Arg::KeystoneCaFile,
+        Arg::KeystonePolicyFile,
+        Arg::SyncConfigFile,
+        Arg::UsernameFormat,
+        Arg::InsecureHttp,
+        Arg::PolicyConfigmapName,
+        Arg::SyncConfigmapName,
+        Arg::Kubeconfig,
+    ];
+
+    /// The clap id: the field of [`ServerArgs`].
+    fn id(self) -> &'static str {
+        match self {
+            Arg::Listen => "listen",
+            Arg::TlsCertFile => "tls_cert_file",
+            Arg::TlsPrivateKeyFile => "tls_private_key_file",
+            Arg::ClientCaFile => "client_ca_file",
+            Arg::KeystoneUrl => "keystone_url",
+            Arg::KeystoneCaFile => "keystone_ca_file",
+            Arg::KeystonePolicyFile => "keystone_policy_file",
+            Arg::SyncConfigFile => "sync_config_file",
+            Arg::UsernameFormat => "username_format",
+            Arg::InsecureHttp => "insecure_http",
+            Arg::PolicyConfigmapName => "policy_configmap_name",
+            Arg::SyncConfigmapName => "sync_configmap_name",
+            Arg::Kubeconfig => "kubeconfig",
+        }
+    }
+
+    fn declared(self) -> Option<&'static Declared> {
+        declared_args().get(self.id())
+    }
+
+    /// `--long`, as clap declares it (the clap id if clap does not know it, which a test
+    /// rules out).
+    fn flag(self) -> &'static str {
+        self.declared()
+            .and_then(|d| d.flag.as_deref())
+            .unwrap_or(self.id())
+    }
+
+    /// Its environment variable, if clap declares one.
+    fn env(self) -> Option<&'static str> {
+        self.declared().and_then(|d| d.env.as_deref())
+    }
+
+    /// `--flag, VARIABLE` (or `--flag` alone), for "set ..." messages.
+    fn flag_and_env(self) -> String {
+        match self.env() {
+            Some(var) => format!("{}, {var}", self.flag()),
+            None => self.flag().to_string(),
+        }
+    }
+}
+
+/// What clap declares for one argument.
+#[derive(Debug)]
+struct Declared {
+    flag: Option<String>,
+    env: Option<String>,
+}
+
+/// Every argument of [`ServerArgs`] by clap id, read from clap once.
+fn declared_args() -> &'static HashMap<String, Declared> {
+    static DECLARED: OnceLock<HashMap<String, Declared>> = OnceLock::new();
+    DECLARED.get_or_init(|| {
+        use clap::CommandFactory;
+        ServerArgs::command()
+            .get_arguments()
+            .map(|a| {
+                let declared = Declared {
+                    flag: a.get_long().map(|l| format!("--{l}")),
+                    env: a.get_env().and_then(|e| e.to_str()).map(str::to_string),
+                };
+                (a.get_id().as_str().to_string(), declared)
+            })
+            .collect()
+    })
+}
+
 /// The raw inputs: parsed arguments, which of them came from the environment, and the
 /// config file's path and text.
 pub struct Inputs<'a> {
@@ -197,16 +308,14 @@ impl<'a> Ctx<'a> {
     fn pick<T: Clone>(
         &self,
         flag_value: Option<&T>,
-        clap_id: &str,
-        flag: &'static str,
-        env: Option<&'static str>,
+        arg: Arg,
         file_value: Option<&Spanned<T>>,
         key: &'static str,
     ) -> Option<(T, Origin<'a>)> {
         if let Some(v) = flag_value {
-            let origin = match env {
-                Some(var) if (self.inputs.from_env)(clap_id) => Origin::Env(var),
-                _ => Origin::Flag(flag),
+            let origin = match arg.env() {
+                Some(var) if (self.inputs.from_env)(arg.id()) => Origin::Env(var),
+                _ => Origin::Flag(arg.flag()),
             };
             return Some((v.clone(), origin));
         }
@@ -289,28 +398,34 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
 
     if args.policy_configmap_name.is_some() {
         return Err(ConfigError::Invalid {
-            origin: "--policy-configmap-name".into(),
-            message: "reading the policy from a ConfigMap is not supported; mount the ConfigMap as a volume \
-                      and pass its file with --keystone-policy-file (the file is watched and reloaded)"
-                .into(),
+            origin: Arg::PolicyConfigmapName.flag().into(),
+            message: format!(
+                "reading the policy from a ConfigMap is not supported; mount the ConfigMap as a volume \
+                 and pass its file with {} (the file is watched and reloaded)",
+                Arg::KeystonePolicyFile.flag()
+            ),
         });
     }
     if args.sync_configmap_name.is_some() {
         return Err(ConfigError::Invalid {
-            origin: "--sync-configmap-name".into(),
-            message: "reading the sync config from a ConfigMap is not supported; mount it and use --sync-config-file".into(),
+            origin: Arg::SyncConfigmapName.flag().into(),
+            message: format!(
+                "reading the sync config from a ConfigMap is not supported; mount it and use {}",
+                Arg::SyncConfigFile.flag()
+            ),
         });
     }
     if args.kubeconfig.is_some() {
-        warnings.push("--kubeconfig is ignored: it served only the ConfigMap options, which are not supported".into());
+        warnings.push(format!(
+            "{} is ignored: it served only the ConfigMap options, which are not supported",
+            Arg::Kubeconfig.flag()
+        ));
     }
 
     // listen
     let listen = match ctx.pick(
         args.listen.as_ref(),
-        "listen",
-        "--listen",
-        None,
+        Arg::Listen,
         file.listen.as_ref(),
         "listen",
     ) {
@@ -329,25 +444,19 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
     let insecure_http = args.insecure_http || file.insecure_http.unwrap_or(false);
     let cert = ctx.pick(
         args.tls_cert_file.as_ref(),
-        "tls_cert_file",
-        "--tls-cert-file",
-        Some("TLS_CERT_FILE"),
+        Arg::TlsCertFile,
         file.tls.cert_file.as_ref(),
         "tls.cert_file",
     );
     let key = ctx.pick(
         args.tls_private_key_file.as_ref(),
-        "tls_private_key_file",
-        "--tls-private-key-file",
-        Some("TLS_PRIVATE_KEY_FILE"),
+        Arg::TlsPrivateKeyFile,
         file.tls.private_key_file.as_ref(),
         "tls.private_key_file",
     );
     let client_ca = ctx.pick(
         args.client_ca_file.as_ref(),
-        "client_ca_file",
-        "--client-ca-file",
-        Some("CLIENT_CA_FILE"),
+        Arg::ClientCaFile,
         file.tls.client_ca_file.as_ref(),
         "tls.client_ca_file",
     );
@@ -368,26 +477,53 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
         }),
         (None, None) if insecure_http => {
             if client_ca.is_some() {
-                return Err(ConfigError::Missing("--client-ca-file needs TLS: drop --insecure-http and set --tls-cert-file and --tls-private-key-file".into()));
+                return Err(ConfigError::Missing(format!(
+                    "{} needs TLS: drop {} and set {} and {}",
+                    Arg::ClientCaFile.flag(),
+                    Arg::InsecureHttp.flag(),
+                    Arg::TlsCertFile.flag(),
+                    Arg::TlsPrivateKeyFile.flag()
+                )));
             }
             None
         }
-        (None, _) => return Err(ConfigError::Missing("no serving certificate: set --tls-cert-file, TLS_CERT_FILE or `tls.cert_file` in the config file (or --insecure-http for local tests)".into())),
-        (_, None) => return Err(ConfigError::Missing("no serving private key: set --tls-private-key-file, TLS_PRIVATE_KEY_FILE or `tls.private_key_file` in the config file".into())),
+        (None, _) => {
+            return Err(ConfigError::Missing(format!(
+                "no serving certificate: set {} or `tls.cert_file` in the config file (or {} for local tests)",
+                Arg::TlsCertFile.flag_and_env(),
+                Arg::InsecureHttp.flag()
+            )));
+        }
+        (_, None) => {
+            return Err(ConfigError::Missing(format!(
+                "no serving private key: set {} or `tls.private_key_file` in the config file",
+                Arg::TlsPrivateKeyFile.flag_and_env()
+            )));
+        }
     };
     if insecure_http && tls.is_some() {
-        warnings.push(
-            "--insecure-http is set: the TLS certificate is ignored and tokens travel in the clear"
-                .into(),
-        );
+        warnings.push(format!(
+            "{} is set: the TLS certificate is ignored and tokens travel in the clear",
+            Arg::InsecureHttp.flag()
+        ));
     }
     let tls = if insecure_http { None } else { tls };
 
     // Keystone
     let ks = &file.keystone;
     let (url_raw, url_origin) = ctx
-        .pick(args.keystone_url.as_ref(), "keystone_url", "--keystone-url", Some("OS_AUTH_URL"), ks.url.as_ref(), "keystone.url")
-        .ok_or_else(|| ConfigError::Missing("no Keystone URL: set --keystone-url, OS_AUTH_URL or `keystone.url` in the config file".into()))?;
+        .pick(
+            args.keystone_url.as_ref(),
+            Arg::KeystoneUrl,
+            ks.url.as_ref(),
+            "keystone.url",
+        )
+        .ok_or_else(|| {
+            ConfigError::Missing(format!(
+                "no Keystone URL: set {} or `keystone.url` in the config file",
+                Arg::KeystoneUrl.flag_and_env()
+            ))
+        })?;
     let url = normalize_url(&url_raw).map_err(|m| invalid(&url_origin, m))?;
     if url.scheme() == "http" && !kk_core::urls::is_loopback(&url) {
         warnings.push(format!(
@@ -397,9 +533,7 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
     let ca_file = ctx
         .pick(
             args.keystone_ca_file.as_ref(),
-            "keystone_ca_file",
-            "--keystone-ca-file",
-            Some("KEYSTONE_CA_FILE"),
+            Arg::KeystoneCaFile,
             ks.ca_file.as_ref(),
             "keystone.ca_file",
         )
@@ -445,9 +579,7 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
     // authentication
     let username_format = match ctx.pick(
         args.username_format.as_ref(),
-        "username_format",
-        "--username-format",
-        None,
+        Arg::UsernameFormat,
         file.authentication.username_format.as_ref(),
         "authentication.username_format",
     ) {
@@ -506,9 +638,7 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
     let policy_file = ctx
         .pick(
             args.keystone_policy_file.as_ref(),
-            "keystone_policy_file",
-            "--keystone-policy-file",
-            Some("KEYSTONE_POLICY_FILE"),
+            Arg::KeystonePolicyFile,
             file.policy.file.as_ref(),
             "policy.file",
         )
@@ -530,9 +660,7 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
     let sync_config_file = ctx
         .pick(
             args.sync_config_file.as_ref(),
-            "sync_config_file",
-            "--sync-config-file",
-            Some("KEYSTONE_SYNC_CONFIG_FILE"),
+            Arg::SyncConfigFile,
             file.sync.file.as_ref(),
             "sync.file",
         )

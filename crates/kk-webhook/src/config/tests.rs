@@ -245,3 +245,149 @@ fn klog_verbosity_maps_to_levels() {
     a.extend(["--keystone-url", "https://ks", "--v", "4"]);
     assert_eq!(run(&a, None).unwrap().log_level, "debug");
 }
+
+#[test]
+fn every_argument_named_in_messages_is_declared_to_clap() {
+    for arg in Arg::ALL {
+        let declared = arg
+            .declared()
+            .unwrap_or_else(|| panic!("{arg:?}: no argument with clap id {:?}", arg.id()));
+        let flag = declared.flag.as_deref().unwrap_or_default();
+        assert!(flag.starts_with("--"), "{arg:?} has no --long: {flag:?}");
+        assert_eq!(arg.flag(), flag);
+    }
+    let mut ids: Vec<_> = Arg::ALL.iter().map(|a| a.id()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), Arg::ALL.len(), "an id is named twice");
+    // What the Go reference calls them (README.md, docs/configuration.md).
+    assert_eq!(Arg::KeystoneUrl.flag(), "--keystone-url");
+    assert_eq!(Arg::KeystoneUrl.env(), Some("OS_AUTH_URL"));
+    assert_eq!(Arg::SyncConfigFile.env(), Some("KEYSTONE_SYNC_CONFIG_FILE"));
+    assert_eq!(Arg::Listen.env(), None);
+}
+
+#[test]
+fn messages_that_name_flags_and_variables() {
+    let err = |argv: &[&str]| run(argv, None).unwrap_err().to_string();
+    let with_tls = |extra: &[&'static str]| {
+        let mut a = TLS.to_vec();
+        a.extend_from_slice(extra);
+        a
+    };
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            TLS.to_vec(),
+            "no Keystone URL: set --keystone-url, OS_AUTH_URL or `keystone.url` in the config file",
+        ),
+        (
+            vec!["--keystone-url", "https://ks"],
+            "no serving certificate: set --tls-cert-file, TLS_CERT_FILE or `tls.cert_file` in the config file (or --insecure-http for local tests)",
+        ),
+        (
+            vec!["--keystone-url", "https://ks", "--tls-cert-file", "/c.pem"],
+            "no serving private key: set --tls-private-key-file, TLS_PRIVATE_KEY_FILE or `tls.private_key_file` in the config file",
+        ),
+        (
+            vec![
+                "--keystone-url",
+                "https://ks",
+                "--insecure-http",
+                "--client-ca-file",
+                "/ca.pem",
+            ],
+            "--client-ca-file needs TLS: drop --insecure-http and set --tls-cert-file and --tls-private-key-file",
+        ),
+        (
+            with_tls(&[
+                "--keystone-url",
+                "https://ks",
+                "--policy-configmap-name",
+                "p",
+            ]),
+            "--policy-configmap-name: reading the policy from a ConfigMap is not supported; mount the ConfigMap as a volume and pass its file with --keystone-policy-file (the file is watched and reloaded)",
+        ),
+        (
+            with_tls(&["--keystone-url", "https://ks", "--sync-configmap-name", "s"]),
+            "--sync-configmap-name: reading the sync config from a ConfigMap is not supported; mount it and use --sync-config-file",
+        ),
+        (
+            with_tls(&["--keystone-url", "https://ks", "--keystone-ca-file", " "]),
+            "invalid --keystone-ca-file: is empty",
+        ),
+        (
+            with_tls(&["--keystone-url", "https://ks", "--username-format", "x"]),
+            "invalid --username-format: ",
+        ),
+    ];
+    for (argv, want) in cases {
+        let got = err(&argv);
+        if want.ends_with(": ") {
+            assert!(got.starts_with(want), "{argv:?}: {got}");
+        } else {
+            assert_eq!(got, want, "{argv:?}");
+        }
+    }
+    let c = run(
+        &with_tls(&[
+            "--keystone-url",
+            "https://ks",
+            "--insecure-http",
+            "--kubeconfig",
+            "/k",
+        ]),
+        None,
+    )
+    .unwrap();
+    assert!(
+        c.warnings.contains(&"--insecure-http is set: the TLS certificate is ignored and tokens travel in the clear".to_string()),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        c.warnings.contains(&"--kubeconfig is ignored: it served only the ConfigMap options, which are not supported".to_string()),
+        "{:?}",
+        c.warnings
+    );
+    // Each variable is named when the value came from it.
+    for (id, flag, var) in [
+        ("tls_cert_file", "--tls-cert-file", "TLS_CERT_FILE"),
+        (
+            "tls_private_key_file",
+            "--tls-private-key-file",
+            "TLS_PRIVATE_KEY_FILE",
+        ),
+        ("keystone_ca_file", "--keystone-ca-file", "KEYSTONE_CA_FILE"),
+        (
+            "keystone_policy_file",
+            "--keystone-policy-file",
+            "KEYSTONE_POLICY_FILE",
+        ),
+        (
+            "sync_config_file",
+            "--sync-config-file",
+            "KEYSTONE_SYNC_CONFIG_FILE",
+        ),
+    ] {
+        let mut argv = vec!["--keystone-url", "https://ks"];
+        for (f, v) in [
+            ("--tls-cert-file", "/c.pem"),
+            ("--tls-private-key-file", "/k.pem"),
+        ] {
+            if f != flag {
+                argv.extend([f, v]);
+            }
+        }
+        argv.extend([flag, " "]);
+        let parsed = args(&argv);
+        let from_env = |i: &str| i == id;
+        let got = validate(&Inputs {
+            args: &parsed,
+            from_env: &from_env,
+            file: None,
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(got, format!("invalid environment variable {var}: is empty"));
+    }
+}
