@@ -525,7 +525,22 @@ async fn a_member_runs_helm_in_her_namespace_and_nowhere_else() {
         forbidden(&run, "alice", other_ns, &format!("helm list -n {other_ns}"));
     }
 
-    let run = helm(&sb, &kc, &["uninstall", "web", "-n", ns]).await;
+    // Without -n, Helm takes the namespace of the kubeconfig's context (docs/multi-tenancy.md).
+    let run = sb
+        .as_user(
+            &kc,
+            &["config", "set-context", "--current", "--namespace", ns],
+        )
+        .await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let run = helm(&sb, &kc, &["status", "web", "-o", "json"]).await;
+    ok(&run, "helm status in the context's namespace");
+    assert_eq!(
+        serde_json::from_str::<Value>(&run.stdout).unwrap()["namespace"],
+        ns
+    );
+
+    let run = helm(&sb, &kc, &["uninstall", "web"]).await;
     ok(&run, "helm uninstall");
     assert_eq!(admin_release_objects(bed, "web", ns).await, BTreeSet::new());
     let run = helm(&sb, &kc, &["list", "-n", ns, "-q"]).await;
