@@ -3,7 +3,8 @@
 //!
 //! * `apiserver`, `plugin` and `charm` go through **real kube-apiservers** (tests/k8s/): the
 //!   test bed's two (webhook API v1 and v1beta1) or one of a test's own, with real `kubectl`
-//!   and the real `kubectl-keystone-auth`.
+//!   and the real `kubectl-keystone-auth`; `helm` also runs real Helm as Keystone tenants with
+//!   the RBAC bundle of deploy/rbac/.
 //! * `authn`, `authz` and `service` POST TokenReview and SubjectAccessReview bodies themselves,
 //!   byte for byte as kube-apiserver does, for what a real apiserver cannot be made to send
 //!   (malformed bodies, wrong versions, huge requests, a Keystone that hangs).
@@ -23,6 +24,7 @@ mod authn;
 mod authz;
 mod charm;
 mod differential;
+mod helm;
 mod manifests;
 mod plugin;
 mod sandbox;
