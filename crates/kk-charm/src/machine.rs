@@ -334,6 +334,9 @@ impl Machine for RealMachine<'_> {
                 .build()
                 .context("cannot build the HTTP client")?;
             let deadline = Instant::now() + timeout;
+            // A service just (re)started listens within a fraction of a second: look again
+            // soon, then less often.
+            let mut pause = Duration::from_millis(10);
             loop {
                 let last = match client.get(url).send().await {
                     Ok(r) if r.status().is_success() => return Ok(()),
@@ -343,7 +346,8 @@ impl Machine for RealMachine<'_> {
                 if Instant::now() >= deadline {
                     bail!("{last}");
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
             }
         })
     }
