@@ -898,3 +898,111 @@ impl Ctx {
         Ok(String::new())
     }
 }
+
+/// The stand-ins as the hook sees them: separate programs with the documented outputs and
+/// exit codes.
+#[test]
+fn charm_stand_ins_keep_the_tools_contracts() {
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(
+        state.path().join("juju.json"),
+        r#"{"config": {"port": 8443, "policy": null},
+            "relations": {"kubernetes-master": {"3": ["kubernetes-master/0"]}}}"#,
+    )
+    .unwrap();
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/charm/fake-bin");
+    let run = |tool: &str, args: &[&str]| {
+        let out = Command::new(bin.join(tool))
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("FAKE_ADDR", ADDR.as_str())
+            .env("FAKE_STATE", state.path())
+            .env("JUJU_HOOK_NAME", "install")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let ok = |s: &str| (0, s.to_string(), String::new());
+    assert_eq!(
+        run("config-get", &["--format=json", "policy"]),
+        ok("null\n")
+    );
+    assert_eq!(run("config-get", &["port"]), ok("8443\n"));
+    assert_eq!(
+        run("config-get", &["--all", "--format", "json"]),
+        ok("{\"policy\":null,\"port\":8443}\n")
+    );
+    assert_eq!(
+        run("config-get", &["--bogus"]),
+        (
+            2,
+            String::new(),
+            "ERROR flag provided but not defined: --bogus\n".into()
+        )
+    );
+    assert_eq!(
+        run("relation-ids", &["--format=json", "kubernetes-master"]),
+        ok("[\"kubernetes-master:3\"]\n")
+    );
+    // stderr of any length and bytes, stdout and the code all come through.
+    assert_eq!(
+        run("status-set", &["--", "grün", "x"]),
+        (
+            2,
+            String::new(),
+            "ERROR invalid status \"grün\", expected one of [maintenance blocked waiting active]\n"
+                .into()
+        )
+    );
+    assert_eq!(run("status-set", &["--", "active", "a\nb c"]), ok(""));
+    assert_eq!(
+        std::fs::read_to_string(state.path().join("status.jsonl")).unwrap(),
+        "{\"hook\":\"install\",\"message\":\"a\\nb c\",\"status\":\"active\"}\n"
+    );
+    assert_eq!(
+        run("snap", &["get", "-d", "kube-apiserver"]),
+        (
+            1,
+            String::new(),
+            "error: snap \"kube-apiserver\" not found\n".into()
+        )
+    );
+    assert_eq!(
+        run("systemctl", &["is-active", "k8s-keystone-auth"]),
+        (3, "inactive\n".into(), String::new())
+    );
+    assert_eq!(run("getent", &["passwd", "k8s-keystone-auth"]).0, 2);
+    assert_eq!(run("useradd", &["--system", "k8s-keystone-auth"]), ok(""));
+    assert!(
+        run("getent", &["passwd", "k8s-keystone-auth"])
+            .1
+            .starts_with("k8s-keystone-auth:x:")
+    );
+    // Every call was recorded, with its arguments as given.
+    let calls = std::fs::read_to_string(state.path().join("calls.jsonl")).unwrap();
+    assert_eq!(calls.lines().count(), 12);
+    assert!(
+        calls.contains(r#""args":["--","active","a\nb c"]"#),
+        "{calls}"
+    );
+    // Without the server: a clear failure.
+    let out = Command::new(bin.join("juju-log"))
+        .arg("x")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("FAKE_ADDR", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach the stand-in server"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
