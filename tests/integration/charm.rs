@@ -1,9 +1,11 @@
 //! The Juju charm end to end: the real hook executable (`bin/kubernetes-keystone-hook`, run
 //! through the charm's real `dispatch`) in temporary charm directories, with Juju's hook
 //! environment and the stand-ins of tests/charm/fake-bin on PATH for the hook tools, `snap`,
-//! `systemctl` and the user tools. Every unit writes under its own root
-//! (`KUBERNETES_KEYSTONE_ROOT`); the stand-in `systemctl start` really runs the service as the
-//! rendered unit's ExecStart says.
+//! `systemctl` and the user tools (served by this process: tests/charm/stand_ins.rs). Every
+//! unit writes under its own root (`KUBERNETES_KEYSTONE_ROOT`); the stand-in `systemctl start`
+//! really runs the service as the rendered unit's ExecStart says. The charm ships a stripped
+//! copy of the debug service binary (made once, see [`CHARM_SERVICE_BIN`]): the hooks copy and
+//! hash 20 MB rather than 130.
 //!
 //! Only a few whole runs are here (deploy → configure → remove for both snap styles, bad
 //! options, the principal overwriting options, the packed archive, a real kube-apiserver);
@@ -26,6 +28,58 @@ static HOOK_BIN: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| crate::bins::bin("kubernetes-keystone-hook"));
 static SERVICE_BIN: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| crate::bins::bin("k8s-keystone-auth"));
+/// The service binary the test charms ship: a stripped copy of [`SERVICE_BIN`] (see
+/// [`stripped_copy`]).
+static CHARM_SERVICE_BIN: std::sync::LazyLock<PathBuf> =
+    std::sync::LazyLock::new(|| stripped_copy(Path::new(SERVICE_BIN.as_str())));
+/// The hook executable the packed archive holds: a stripped copy of [`HOOK_BIN`].
+static ARCHIVE_HOOK_BIN: std::sync::LazyLock<PathBuf> =
+    std::sync::LazyLock::new(|| stripped_copy(Path::new(HOOK_BIN.as_str())));
+
+#[path = "../charm/stand_ins.rs"]
+mod stand_ins;
+
+/// A stripped copy of a debug binary (a sixth of its size), made once per build of it and kept
+/// next to it in `charm-test/`; the binary itself when `strip` fails.
+fn stripped_copy(bin: &Path) -> PathBuf {
+    let meta = std::fs::metadata(bin).unwrap();
+    let dir = bin.parent().unwrap().join("charm-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = bin.file_name().unwrap().to_string_lossy().into_owned();
+    let name = format!(
+        "{base}-{}-{}.{}",
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    );
+    let out = dir.join(&name);
+    if out.is_file() {
+        return out;
+    }
+    // Copies of earlier builds go. Another test process may be making this one: each writes
+    // its own temporary file, and the rename is atomic.
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let f = e.file_name().to_string_lossy().into_owned();
+        if f.starts_with(&format!("{base}-")) && f != name {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    let st = Command::new("strip")
+        .arg("-o")
+        .arg(&tmp)
+        .arg(bin)
+        .stdin(Stdio::null())
+        .status();
+    if !st.is_ok_and(|s| s.success()) {
+        let _ = std::fs::remove_file(&tmp);
+        eprintln!("strip {} failed: using it as it is", bin.display());
+        return bin.to_path_buf();
+    }
+    std::fs::rename(&tmp, &out).unwrap();
+    out
+}
+
 const ENDPOINT: &str = "kubernetes-master";
 
 /// The flags the charm manages on kube-apiserver.
@@ -117,8 +171,11 @@ impl Unit {
             charm.join("bin/kubernetes-keystone-hook"),
         )
         .unwrap();
-        std::os::unix::fs::symlink(SERVICE_BIN.as_str(), charm.join("bin/k8s-keystone-auth"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            CHARM_SERVICE_BIN.as_path(),
+            charm.join("bin/k8s-keystone-auth"),
+        )
+        .unwrap();
         let mut options = declared_options();
         options.insert("keystone-url".into(), json!(keystone_url()));
         for (k, v) in config.as_object().unwrap() {
@@ -188,6 +245,7 @@ impl Unit {
         cmd.env_clear()
             .current_dir(&self.charm)
             .env("PATH", format!("{}:/usr/bin:/bin", fake_bin.display()))
+            .env("FAKE_ADDR", stand_ins::ADDR.as_str())
             .env("FAKE_STATE", &self.state)
             .env("KUBERNETES_KEYSTONE_ROOT", &self.root)
             .env(
@@ -522,7 +580,7 @@ fn the_whole_life(style: SnapStyle) {
     );
     assert_eq!(
         std::fs::read(u.path("/opt/kubernetes-keystone/bin/k8s-keystone-auth")).unwrap(),
-        std::fs::read(SERVICE_BIN.as_str()).unwrap()
+        std::fs::read(CHARM_SERVICE_BIN.as_path()).unwrap()
     );
     let config = std::fs::read_to_string(u.conf("config.toml")).unwrap();
     assert!(
@@ -918,7 +976,7 @@ fn charm_archive_has_every_file_with_its_mode() {
     let status = Command::new("bash")
         .arg(Path::new(REPO).join("charm/build.sh"))
         .arg(&out)
-        .env("HOOK_BIN", HOOK_BIN.as_str())
+        .env("HOOK_BIN", ARCHIVE_HOOK_BIN.as_path())
         .env("SERVICE_BIN", &service_bin)
         .stdout(Stdio::null())
         .status()

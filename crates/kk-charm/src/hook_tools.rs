@@ -7,10 +7,12 @@
 //! unset key, relation ids are `name:N`, exit code 2 for usage errors and 1 for runtime errors).
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::Value;
+
+use super::run::Cmd;
 
 /// The four statuses a charm may set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,20 +81,12 @@ pub trait HookTools {
 #[derive(Debug, Default)]
 pub struct JujuTools;
 
-fn run(tool: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run the hook tool {tool}"))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        bail!(
-            "{tool} {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            stderr.trim()
-        );
-    }
+/// How long a hook tool may take (each is one call to the unit agent).
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn run(cmd: Cmd) -> Result<String> {
+    let tool = cmd.describe();
+    let out = cmd.timeout(TOOL_TIMEOUT).run()?;
     String::from_utf8(out.stdout).with_context(|| format!("{tool} printed invalid UTF-8"))
 }
 
@@ -104,30 +98,36 @@ fn json<T: serde::de::DeserializeOwned>(tool: &str, text: &str) -> Result<T> {
 
 impl HookTools for JujuTools {
     fn config(&self) -> Result<BTreeMap<String, Value>> {
-        let text = run("config-get", &["--all", "--format=json"])?;
+        let text = run(Cmd::new("config-get").args(["--all", "--format=json"]))?;
         json("config-get", &text)
     }
 
     fn relation_ids(&self, endpoint: &str) -> Result<Vec<String>> {
-        let text = run("relation-ids", &["--format=json", endpoint])?;
+        let text = run(Cmd::new("relation-ids").args(["--format=json", endpoint]))?;
         let v: Option<Vec<String>> = json("relation-ids", &text)?;
         Ok(v.unwrap_or_default())
     }
 
     fn status(&self, status: Status, message: &str) -> Result<()> {
-        run("status-set", &["--", status.as_str(), message]).map(drop)
+        run(Cmd::new("status-set")
+            .args(["--", status.as_str()])
+            .hidden_arg(message))
+        .map(drop)
     }
 
     fn log(&self, level: Level, message: &str) {
         // To juju-log only, so the unit log shows each message once. juju-log missing or
         // failing must not fail the hook: the message then goes to stderr (which Juju also logs).
-        if let Err(e) = run("juju-log", &["--log-level", level.as_str(), "--", message]) {
+        let cmd = Cmd::new("juju-log")
+            .args(["--log-level", level.as_str(), "--"])
+            .hidden_arg(message);
+        if let Err(e) = run(cmd) {
             eprintln!("{} {message}", level.as_str());
             eprintln!("WARNING juju-log: {e:#}");
         }
     }
 
     fn application_version(&self, version: &str) -> Result<()> {
-        run("application-version-set", &["--", version]).map(drop)
+        run(Cmd::new("application-version-set").args(["--", version])).map(drop)
     }
 }

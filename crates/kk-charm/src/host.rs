@@ -1,12 +1,12 @@
 //! The machine: files (written only when their bytes differ, atomically, with their mode and
-//! group), `systemctl`, the system user. Every path comes from [`super::render::Paths`], so
-//! everything is under the root the caller chose.
+//! group), `systemctl`, the system user (run through [`super::run::Cmd`]). Every path comes
+//! from [`super::render::Paths`], so everything is under the root the caller chose.
 
+use anyhow::{Context, Result};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use super::run::Cmd;
 
 /// How a file is owned: by root, readable by root only or also by the service's group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,57 +105,26 @@ pub fn remove_dir(path: &Path) -> Result<bool> {
     }
 }
 
-/// The result of a command: exit code and output.
-#[derive(Debug)]
-pub struct Outcome {
-    /// Exit code (-1 when killed by a signal).
-    pub code: i32,
-    /// Standard output.
-    pub stdout: String,
-    /// Standard error.
-    pub stderr: String,
-}
-
-/// Runs a command, capturing its output.
-pub fn run(program: &str, args: &[&str]) -> Result<Outcome> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {program}"))?;
-    Ok(Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
-}
-
-/// Runs a command that must succeed.
-pub fn run_ok(program: &str, args: &[&str]) -> Result<Outcome> {
-    let o = run(program, args)?;
-    if o.code != 0 {
-        bail!(
-            "{program} {} failed (exit {}): {}",
-            args.join(" "),
-            o.code,
-            o.stderr.trim()
-        );
-    }
-    Ok(o)
-}
-
 /// `systemctl ARGS...`, which must succeed.
 pub fn systemctl(args: &[&str]) -> Result<()> {
-    run_ok("systemctl", args).map(drop)
+    Cmd::new("systemctl").args(args).run()?;
+    Ok(())
 }
 
 /// Whether a unit is active (`systemctl is-active --quiet`).
 pub fn is_active(unit: &str) -> Result<bool> {
-    Ok(run("systemctl", &["is-active", "--quiet", unit])?.code == 0)
+    Ok(Cmd::new("systemctl")
+        .args(["is-active", "--quiet", unit])
+        .output()?
+        .success())
 }
 
 /// Whether a unit is enabled (`systemctl is-enabled --quiet`).
 pub fn is_enabled(unit: &str) -> Result<bool> {
-    Ok(run("systemctl", &["is-enabled", "--quiet", unit])?.code == 0)
+    Ok(Cmd::new("systemctl")
+        .args(["is-enabled", "--quiet", unit])
+        .output()?
+        .success())
 }
 
 /// The gid of the system user `name`, creating the user (system account, own group, no home,
@@ -170,9 +139,8 @@ pub fn ensure_user(name: &str) -> Result<u32> {
 
 /// Creates the system user `name` (system account, own group, no home, no shell).
 pub fn add_user(name: &str) -> Result<()> {
-    run_ok(
-        "useradd",
-        &[
+    Cmd::new("useradd")
+        .args([
             "--system",
             "--user-group",
             "--no-create-home",
@@ -181,31 +149,33 @@ pub fn add_user(name: &str) -> Result<()> {
             "--shell",
             "/usr/sbin/nologin",
             name,
-        ],
-    )
-    .map(drop)
+        ])
+        .run()?;
+    Ok(())
+}
+
+/// Removes the system user `name`.
+pub fn remove_user(name: &str) -> Result<()> {
+    Cmd::new("userdel").arg(name).run()?;
+    Ok(())
 }
 
 /// The gid of the system user `name`; `None` when there is none.
 pub fn user_gid(name: &str) -> Result<Option<u32>> {
-    let o = run("getent", &["passwd", name])?;
-    match o.code {
-        0 => {
-            let gid = o
-                .stdout
-                .trim()
-                .split(':')
-                .nth(3)
-                .and_then(|g| g.parse().ok())
-                .with_context(|| format!("getent passwd {name} printed {:?}", o.stdout.trim()))?;
-            Ok(Some(gid))
-        }
-        2 => Ok(None),
-        c => bail!(
-            "getent passwd {name} failed (exit {c}): {}",
-            o.stderr.trim()
-        ),
-    }
+    // getent exits with 2 when the key is not in the database.
+    let out = match Cmd::new("getent").args(["passwd", name]).run() {
+        Ok(out) => out,
+        Err(e) if e.code() == Some(2) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let line = out.stdout_lossy();
+    let gid = line
+        .trim()
+        .split(':')
+        .nth(3)
+        .and_then(|g| g.parse().ok())
+        .with_context(|| format!("getent passwd {name} printed {:?}", line.trim()))?;
+    Ok(Some(gid))
 }
 
 /// Whether the system user exists.

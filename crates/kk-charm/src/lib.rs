@@ -9,6 +9,7 @@
 //! | [`snap`] | kube-apiserver options: per-flag or the single `args` option |
 //! | [`pki`] | the charm's own CA and server certificate |
 //! | [`host`] | files, `systemctl`, the system user (the real machine's helpers) |
+//! | [`run`] | runs external programs: bounded, errors that name the program and its status |
 //! | [`state`] | what the charm remembers between hooks |
 //! | [`machine`] | the machine behind one trait, and the real one |
 //! | [`observe`] | the machine as it is → [`plan::Observed`] |
@@ -30,6 +31,7 @@ pub mod options;
 pub mod pki;
 pub mod plan;
 pub mod render;
+pub mod run;
 pub mod snap;
 pub mod state;
 

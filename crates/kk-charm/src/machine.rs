@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -17,6 +16,7 @@ use sha2::Digest;
 use super::hook_tools::HookTools;
 use super::host::{self, Access};
 use super::pki;
+use super::run::Cmd;
 use super::snap::SnapClient;
 use kk_core::secret::Secret;
 
@@ -99,6 +99,11 @@ pub struct RealMachine<'a> {
     /// Juju's hook tools.
     pub tools: &'a dyn HookTools,
 }
+
+/// How long `k8s-keystone-auth --version` may take.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `k8s-keystone-auth --check-config` may take (it reads files, it calls nobody).
+const CHECK_CONFIG_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Largest download accepted.
 const MAX_DOWNLOAD: usize = 512 * 1024 * 1024;
@@ -222,7 +227,7 @@ impl Machine for RealMachine<'_> {
     }
 
     fn remove_user(&self, name: &str) -> Result<()> {
-        host::run_ok("userdel", &[name]).map(drop)
+        host::remove_user(name)
     }
 
     fn snap_config(&self, snap: &str) -> Result<Option<BTreeMap<String, Value>>> {
@@ -234,28 +239,38 @@ impl Machine for RealMachine<'_> {
     }
 
     fn version(&self, binary: &Path) -> Option<String> {
-        let out = Command::new(binary).arg("--version").output().ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
+        let out = match Cmd::new(binary)
+            .arg("--version")
+            .timeout(VERSION_TIMEOUT)
+            .run()
+        {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::debug!("{e}");
+                return None;
+            }
+        };
+        let text = out.stdout_lossy();
         let mut words = text.split_whitespace();
-        if !out.status.success() || words.next() != Some("k8s-keystone-auth") {
+        if words.next() != Some("k8s-keystone-auth") {
             return None;
         }
         words.next().map(str::to_string)
     }
 
     fn check_config(&self, binary: &Path, config: &Path) -> Result<()> {
-        let out = Command::new(binary)
-            .arg("--check-config")
-            .arg("--config")
+        let out = Cmd::new(binary)
+            .args(["--check-config", "--config"])
             .arg(config)
             .env_remove("RUST_LOG")
             .env_remove("OS_AUTH_URL")
             .env_remove("K8S_KEYSTONE_AUTH_CONFIG")
-            .output()
-            .context("cannot run k8s-keystone-auth --check-config")?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let last = err
+            .timeout(CHECK_CONFIG_TIMEOUT)
+            .output()?;
+        if !out.success() {
+            // The service prints what is wrong last (after its log lines).
+            let last = out
+                .stderr
                 .lines()
                 .rev()
                 .find(|l| !l.trim().is_empty())
@@ -319,6 +334,9 @@ impl Machine for RealMachine<'_> {
                 .build()
                 .context("cannot build the HTTP client")?;
             let deadline = Instant::now() + timeout;
+            // A service just (re)started listens within a fraction of a second: look again
+            // soon, then less often.
+            let mut pause = Duration::from_millis(10);
             loop {
                 let last = match client.get(url).send().await {
                     Ok(r) if r.status().is_success() => return Ok(()),
@@ -328,7 +346,8 @@ impl Machine for RealMachine<'_> {
                 if Instant::now() >= deadline {
                     bail!("{last}");
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
             }
         })
     }

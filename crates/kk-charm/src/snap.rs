@@ -4,10 +4,11 @@
 //! `snap` command.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::Value;
+
+use super::run::Cmd;
 
 /// How the principal passes flags to kube-apiserver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -174,26 +175,16 @@ impl SnapClient {
     /// The snap's whole configuration (`snap get -d SNAP`); `None` when the snap is not
     /// installed.
     pub fn get_all(&self, snap: &str) -> Result<Option<BTreeMap<String, Value>>> {
-        let list = Command::new("snap")
-            .args(["list", snap])
-            .output()
-            .context("cannot run snap")?;
-        if !list.status.success() {
+        if !Cmd::new("snap").args(["list", snap]).output()?.success() {
             return Ok(None);
         }
-        let out = Command::new("snap")
-            .args(["get", "-d", snap])
-            .output()
-            .context("cannot run snap")?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            if err.contains("has no configuration") {
-                return Ok(Some(BTreeMap::new()));
-            }
-            bail!("snap get -d {snap} failed: {}", err.trim());
+        let get = Cmd::new("snap").args(["get", "-d", snap]);
+        let out = get.output()?;
+        if !out.success() && out.stderr.contains("has no configuration") {
+            return Ok(Some(BTreeMap::new()));
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let v: BTreeMap<String, Value> = serde_json::from_str(&text)
+        let out = get.check(out)?;
+        let v: BTreeMap<String, Value> = serde_json::from_slice(&out.stdout)
             .with_context(|| format!("snap get -d {snap} printed invalid JSON"))?;
         Ok(Some(v))
     }
@@ -210,34 +201,18 @@ impl SnapClient {
             .map(|(k, _)| k.as_str())
             .collect();
         if !sets.is_empty() {
-            run_snap(
-                &[
-                    &["set", snap][..],
-                    &sets.iter().map(String::as_str).collect::<Vec<_>>(),
-                ]
-                .concat(),
-            )?;
+            // Values are not shown in errors (`args` alone is a long line).
+            let mut cmd = Cmd::new("snap").args(["set", snap]);
+            for kv in sets {
+                cmd = cmd.hidden_arg(kv);
+            }
+            cmd.run()?;
         }
         if !unsets.is_empty() {
-            run_snap(&[&["unset", snap][..], &unsets].concat())?;
+            Cmd::new("snap").args(["unset", snap]).args(unsets).run()?;
         }
         Ok(())
     }
-}
-
-fn run_snap(args: &[&str]) -> Result<()> {
-    let out = Command::new("snap")
-        .args(args)
-        .output()
-        .context("cannot run snap")?;
-    if !out.status.success() {
-        bail!(
-            "snap {} failed: {}",
-            args.first().copied().unwrap_or_default(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
