@@ -176,7 +176,7 @@ pub enum Op {
 
 /// Why the planner left something alone. Each is logged (at most once per process for the same
 /// note) and counted in `k8s_keystone_auth_sync_skipped_total{reason}`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Note {
     /// The project is in `projects-blacklist` or `projects-name-blacklist`.
     Blacklisted,
