@@ -39,6 +39,9 @@ pub struct Token {
     /// Present for tokens issued from an application credential.
     #[serde(default)]
     pub application_credential: Option<TokenAppCred>,
+    /// Present for trust-scoped tokens (`OS-TRUST:trust`), whose roles are the trust's.
+    #[serde(default, rename = "OS-TRUST:trust")]
+    pub trust: Option<serde::de::IgnoredAny>,
 }
 
 /// `token.user`.
