@@ -27,3 +27,4 @@ mod manifests;
 mod plugin;
 mod sandbox;
 mod service;
+mod sync;
