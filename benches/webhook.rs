@@ -218,6 +218,8 @@ async fn main() {
             user_domain_name: "k8s".into(),
             project_id: "421047439c3144baa976257b0515ecfd".into(),
             project_name: "team-a".into(),
+            project_domain_id: "88b13db0f5b94a6a925564a65e87bcc4".into(),
+            roles_complete: false,
             roles: vec!["member".into(), "k8s-viewer".into(), "reader".into()],
             groups: vec!["k8s-admins".into(), "team-a-devs".into()],
             expires_at: std::time::SystemTime::now() + Duration::from_secs(3600),

@@ -71,6 +71,8 @@ impl Svc {
             policy_strict: false,
             sync_strict: false,
             sync_config_file: None,
+            sync: Default::default(),
+            kubernetes: Default::default(),
             log_level: "info".into(),
             warnings: vec![],
         };

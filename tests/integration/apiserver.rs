@@ -490,7 +490,8 @@ pub struct OwnApiserver {
 }
 
 impl OwnApiserver {
-    /// Starts one with these webhook kubeconfigs and webhook API version. Ports are picked
+    /// Starts one with these webhook kubeconfigs (an empty path: no such webhook) and webhook
+    /// API version. Ports are picked
     /// free, which races with other tests picking ports at the same time: a start that fails on a
     /// port in use is tried again with new ports (at most 3 times).
     pub fn start(authn: &Path, authz: &Path, version: &str, extra_args: &str) -> OwnApiserver {
@@ -499,13 +500,20 @@ impl OwnApiserver {
             let dir = tempfile::tempdir().unwrap();
             let port = free_port();
             let etcd_port = free_port();
-            let out = std::process::Command::new("bash")
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/k8s/up.sh"))
+            let mut cmd = std::process::Command::new("bash");
+            cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/k8s/up.sh"))
                 .env("K8S_DIR", dir.path())
                 .env("K8S_PORT", port.to_string())
-                .env("K8S_ETCD_PORT", etcd_port.to_string())
-                .env("AUTHN_WEBHOOK_CONFIG", authn)
-                .env("AUTHZ_WEBHOOK_CONFIG", authz)
+                .env("K8S_ETCD_PORT", etcd_port.to_string());
+            for (var, path) in [
+                ("AUTHN_WEBHOOK_CONFIG", authn),
+                ("AUTHZ_WEBHOOK_CONFIG", authz),
+            ] {
+                if !path.as_os_str().is_empty() {
+                    cmd.env(var, path);
+                }
+            }
+            let out = cmd
                 .env("WEBHOOK_VERSION", version)
                 .env("K8S_EXTRA_ARGS", extra_args)
                 .env("K8S_CONTROLLER_MANAGER", "0")
@@ -629,16 +637,22 @@ async fn a_hung_keystone_is_a_bounded_error_that_is_not_cached() {
 /// A webhook kubeconfig for a [`Service`] of a test's own (its CA pinned, no client
 /// certificate), written next to its config with the one kubeconfig model.
 pub fn webhook_kubeconfig(svc: &Service) -> PathBuf {
+    let path = svc.dir.path().join("webhook.kubeconfig");
+    write_webhook_kubeconfig(&path, svc.port, &svc.pki.ca_pem);
+    path
+}
+
+/// A webhook kubeconfig for a service on 127.0.0.1:`port` whose CA is `ca_pem`.
+pub fn write_webhook_kubeconfig(path: &Path, port: u16, ca_pem: &str) {
     use base64::Engine;
     use kk_core::kubeconfig::{Cluster, Config, Context, NamedCluster, NamedContext, NamedUser};
-    let path = svc.dir.path().join("webhook.kubeconfig");
     let kubeconfig = Config::single(
         NamedCluster {
             name: "svc".into(),
             cluster: Cluster {
-                server: svc.url("/webhook"),
+                server: format!("https://127.0.0.1:{port}/webhook"),
                 certificate_authority_data: Some(
-                    base64::engine::general_purpose::STANDARD.encode(&svc.pki.ca_pem),
+                    base64::engine::general_purpose::STANDARD.encode(ca_pem),
                 ),
                 ..Default::default()
             },
@@ -658,8 +672,7 @@ pub fn webhook_kubeconfig(svc: &Service) -> PathBuf {
             ..Default::default()
         },
     );
-    std::fs::write(&path, serde_yaml_ng::to_string(&kubeconfig).unwrap()).unwrap();
-    path
+    std::fs::write(path, serde_yaml_ng::to_string(&kubeconfig).unwrap()).unwrap();
 }
 
 /// An application credential whose only access rule is `k8s GET /api/v1/namespaces/*/pods`,

@@ -5,6 +5,8 @@
 //!   test bed's two (webhook API v1 and v1beta1) or one of a test's own, with real `kubectl`
 //!   and the real `kubectl-keystone-auth`; `helm` also runs real Helm as Keystone tenants with
 //!   the RBAC bundle of deploy/rbac/.
+//! * `sync` (the namespace sync) runs kube-apiservers of its own whose authentication webhook is
+//!   the service under test, with the sync's rights from deploy/kubernetes.
 //! * `authn`, `authz` and `service` POST TokenReview and SubjectAccessReview bodies themselves,
 //!   byte for byte as kube-apiserver does, for what a real apiserver cannot be made to send
 //!   (malformed bodies, wrong versions, huge requests, a Keystone that hangs).
@@ -29,3 +31,4 @@ mod manifests;
 mod plugin;
 mod sandbox;
 mod service;
+mod sync;

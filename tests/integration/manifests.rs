@@ -122,6 +122,49 @@ fn manifests_run_the_service_on_every_control_plane_node() {
     }
 }
 
+/// The sync's rights (deploy/kubernetes/k8s-keystone-auth-sync.yaml): what docs/sync.md says,
+/// for the ServiceAccount of the Deployment; never a namespace delete.
+#[test]
+fn manifests_give_the_sync_its_rights_and_no_more() {
+    let docs = docs("kubernetes/k8s-keystone-auth-sync.yaml");
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding"]);
+    let rules = docs[0]["rules"].as_array().unwrap();
+    let verbs = |group: &str, resource: &str| -> Vec<String> {
+        rules
+            .iter()
+            .filter(|r| r["apiGroups"][0] == group && r["resources"][0] == resource)
+            .flat_map(|r| r["verbs"].as_array().unwrap().iter())
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        verbs("", "namespaces"),
+        ["get", "list", "create", "update", "patch"]
+    );
+    assert_eq!(
+        verbs("rbac.authorization.k8s.io", "rolebindings"),
+        ["get", "list", "create", "update", "patch", "delete"]
+    );
+    assert_eq!(
+        verbs("rbac.authorization.k8s.io", "clusterroles"),
+        ["get", "list", "bind"]
+    );
+    let bind = rules.iter().find(|r| r["verbs"][0] == "bind").unwrap();
+    assert!(
+        !bind["resourceNames"].as_array().unwrap().is_empty(),
+        "bind only by name"
+    );
+    assert_eq!(docs[1]["roleRef"]["name"], docs[0]["metadata"]["name"]);
+    let main = self::docs("kubernetes/k8s-keystone-auth.yaml");
+    let sa = &main[0];
+    assert_eq!(sa["kind"], "ServiceAccount");
+    assert_eq!(
+        docs[1]["subjects"][0],
+        serde_json::json!({"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]})
+    );
+}
+
 #[test]
 fn manifests_webhook_kubeconfig_pins_a_ca() {
     let docs = docs("webhook-kubeconfig.yaml");
@@ -155,6 +198,8 @@ async fn manifests_are_accepted_by_a_real_kube_apiserver() {
         "deployment.apps/k8s-keystone-auth created (server dry run)",
         "service/k8s-keystone-auth-service created (server dry run)",
         "poddisruptionbudget.policy/k8s-keystone-auth created (server dry run)",
+        "clusterrole.rbac.authorization.k8s.io/k8s-keystone-auth-sync created (server dry run)",
+        "clusterrolebinding.rbac.authorization.k8s.io/k8s-keystone-auth-sync created (server dry run)",
     ] {
         assert!(out.contains(want), "{want} missing in:\n{out}");
     }

@@ -326,6 +326,9 @@ pub struct Options {
     pub args: Vec<String>,
     pub client_ca: bool,
     pub log_level: &'static str,
+    /// The port to serve on and the PKI to serve with, when the test must know them before
+    /// the service starts (a kube-apiserver whose webhook it is); else picked here.
+    pub listen: Option<(u16, Pki)>,
 }
 
 impl Default for Options {
@@ -337,6 +340,7 @@ impl Default for Options {
             args: vec![],
             client_ca: false,
             log_level: "debug",
+            listen: None,
         }
     }
 }
@@ -344,10 +348,15 @@ impl Default for Options {
 impl Service {
     pub async fn start(opts: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new("server");
+        let (port, pki) = opts
+            .listen
+            .unwrap_or_else(|| (free_port(), Pki::new("server")));
         pki.write_server(dir.path());
-        let port = free_port();
         let ks = opts.keystone_url.clone().unwrap_or_else(|| env("KS_URL"));
+        let opts = Options {
+            listen: None,
+            ..opts
+        };
         let mut toml = format!(
             "listen = \"127.0.0.1:{port}\"\nlog_level = \"{}\"\n[tls]\ncert_file = \"{d}/tls.crt\"\nprivate_key_file = \"{d}/tls.key\"\nreload_interval = \"200ms\"\n",
             opts.log_level,

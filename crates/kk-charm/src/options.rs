@@ -302,8 +302,15 @@ pub fn validate(map: &BTreeMap<String, Value>) -> Result<Settings, Vec<OptionErr
         if raw.is_empty() {
             None
         } else {
-            if let Err(e) = kk_policy::sync_config::parse(&raw) {
-                o.err("sync-config", e);
+            match kk_policy::sync_config::parse(&raw) {
+                Err(e) => o.err("sync-config", e),
+                // The service would need a Kubernetes credential of its own for that, which
+                // this charm does not give it (docs/charm.md).
+                Ok(p) if !p.config.data_types_to_sync.is_empty() => o.err(
+                    "sync-config",
+                    "data-types-to-sync needs a Kubernetes API credential for the service, which this charm does not give it: leave it empty (role-mappings still apply), or run the service with deploy/kubernetes (docs/sync.md)".to_string(),
+                ),
+                Ok(_) => {}
             }
             Some(raw)
         }

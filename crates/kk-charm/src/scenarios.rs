@@ -364,6 +364,10 @@ fn bad_options_plan_only_a_blocked_status_naming_the_option() {
             "sync-config",
         ),
         (
+            json!({"sync-config": "data-types-to-sync: [projects]"}),
+            "sync-config",
+        ),
+        (
             json!({"k8s-keystone-auth-url": "http://127.0.0.1:9/k8s-keystone-auth"}),
             "k8s-keystone-auth-url",
         ),

@@ -37,6 +37,10 @@ pub struct Metrics {
     /// Rule parts of the loaded policy that never allow anything because Go skips them at
     /// every request (a `nonresource` without `path`).
     pub policy_skipped_rules: AtomicU64,
+    /// Projects waiting for the namespace sync.
+    pub sync_queue_length: AtomicU64,
+    /// When the last full resync of the namespace sync finished (Unix seconds; 0: never).
+    pub sync_last_full_resync: AtomicU64,
 }
 
 /// Every counter of the service: the only place their names are written, so a misspelt
@@ -57,6 +61,16 @@ pub enum Counter {
     TlsReloads,
     /// HTTP requests refused before review, by reason.
     HttpRequestsRejected,
+    /// Namespaces and RoleBindings the sync created, updated or deleted, by kind and action.
+    SyncObjects,
+    /// Failed sync attempts, by reason.
+    SyncErrors,
+    /// Sync work dropped, by reason (queue full, retries exhausted).
+    SyncDropped,
+    /// Things the sync left alone, by reason (not its namespace, missing ClusterRole, ...).
+    SyncSkipped,
+    /// Full resyncs, by result.
+    SyncFullResyncs,
 }
 
 impl Counter {
@@ -70,6 +84,11 @@ impl Counter {
             Counter::PolicyReloads => "k8s_keystone_auth_policy_reloads_total",
             Counter::TlsReloads => "k8s_keystone_auth_tls_reloads_total",
             Counter::HttpRequestsRejected => "k8s_keystone_auth_http_requests_rejected_total",
+            Counter::SyncObjects => "k8s_keystone_auth_sync_objects_total",
+            Counter::SyncErrors => "k8s_keystone_auth_sync_errors_total",
+            Counter::SyncDropped => "k8s_keystone_auth_sync_dropped_total",
+            Counter::SyncSkipped => "k8s_keystone_auth_sync_skipped_total",
+            Counter::SyncFullResyncs => "k8s_keystone_auth_sync_full_resyncs_total",
         }
     }
 
@@ -84,6 +103,17 @@ impl Counter {
             Counter::PolicyReloads => "Policy file loads, by result.",
             Counter::TlsReloads => "TLS certificate reloads, by result.",
             Counter::HttpRequestsRejected => "HTTP requests refused before review, by reason.",
+            Counter::SyncObjects => {
+                "Namespaces and RoleBindings the sync created, updated or deleted, by kind and action."
+            }
+            Counter::SyncErrors => "Failed sync attempts (Kubernetes or Keystone), by reason.",
+            Counter::SyncDropped => {
+                "Sync work dropped, by reason (queue_full: the queue was full; retries_exhausted)."
+            }
+            Counter::SyncSkipped => {
+                "Objects the sync left alone, by reason (namespace_not_managed, cluster_role_missing, ...)."
+            }
+            Counter::SyncFullResyncs => "Full resyncs, by result.",
         }
     }
 }
@@ -96,10 +126,12 @@ enum Family {
     CacheEntries,
     PolicyRules,
     PolicySkippedRules,
+    SyncQueueLength,
+    SyncLastFullResync,
     BuildInfo,
 }
 
-const FAMILIES: [Family; 12] = [
+const FAMILIES: [Family; 19] = [
     Family::Counter(Counter::Reviews),
     Family::ReviewDuration,
     Family::Counter(Counter::TokenCacheRequests),
@@ -111,6 +143,13 @@ const FAMILIES: [Family; 12] = [
     Family::PolicySkippedRules,
     Family::Counter(Counter::TlsReloads),
     Family::Counter(Counter::HttpRequestsRejected),
+    Family::Counter(Counter::SyncObjects),
+    Family::Counter(Counter::SyncErrors),
+    Family::Counter(Counter::SyncDropped),
+    Family::Counter(Counter::SyncSkipped),
+    Family::Counter(Counter::SyncFullResyncs),
+    Family::SyncQueueLength,
+    Family::SyncLastFullResync,
     Family::BuildInfo,
 ];
 
@@ -138,6 +177,16 @@ impl Family {
                 "k8s_keystone_auth_policy_skipped_rules",
                 "gauge",
                 "Rule parts of the policy in force that never allow anything because Go skips them (a nonresource without path); policy.strict refuses them.",
+            ),
+            Family::SyncQueueLength => (
+                "k8s_keystone_auth_sync_queue_length",
+                "gauge",
+                "Projects waiting for the namespace sync.",
+            ),
+            Family::SyncLastFullResync => (
+                "k8s_keystone_auth_sync_last_full_resync_timestamp_seconds",
+                "gauge",
+                "When the last full resync finished (Unix time; 0: never).",
             ),
             Family::BuildInfo => (
                 "k8s_keystone_auth_build_info",
@@ -216,6 +265,14 @@ impl Metrics {
                 }
                 Family::PolicySkippedRules => {
                     let v = self.policy_skipped_rules.load(Ordering::Relaxed);
+                    let _ = writeln!(out, "{name} {v}");
+                }
+                Family::SyncQueueLength => {
+                    let v = self.sync_queue_length.load(Ordering::Relaxed);
+                    let _ = writeln!(out, "{name} {v}");
+                }
+                Family::SyncLastFullResync => {
+                    let v = self.sync_last_full_resync.load(Ordering::Relaxed);
                     let _ = writeln!(out, "{name} {v}");
                 }
                 Family::BuildInfo => {
@@ -302,6 +359,11 @@ mod tests {
             Counter::PolicyReloads,
             Counter::TlsReloads,
             Counter::HttpRequestsRejected,
+            Counter::SyncObjects,
+            Counter::SyncErrors,
+            Counter::SyncDropped,
+            Counter::SyncSkipped,
+            Counter::SyncFullResyncs,
         ] {
             let m = Metrics::default();
             m.inc(counter, &[("result", "x")]);

@@ -9,6 +9,11 @@
 //! Role mappings are applied to every authenticated user by [`apply_role_mappings`], exactly as
 //! Go's `syncRoles` does.
 //!
+//! One key is this service's own: `role-mappings[].cluster-role` names the ClusterRole that the
+//! RoleBindings of holders of `keystone-role` refer to (without it, the ClusterRole named like
+//! the Keystone role, as Go; `""`: no RoleBinding for that role). Go's YAML decoding ignores
+//! it, so such a file still loads there.
+//!
 //! ```yaml
 //! data-types-to-sync: [projects, role_assignments]
 //! namespace-format: "%d-%n-%i"
@@ -18,6 +23,7 @@
 //!   - keystone-role: member
 //!     username: myuser
 //!     groups: ["mygroup"]
+//!     cluster-role: tenant-editor
 //! ```
 
 use serde::Deserialize;
@@ -56,6 +62,11 @@ pub struct RoleMapping {
     /// Appended to the user's groups.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The ClusterRole of the RoleBindings synced for holders of `keystone-role` (this
+    /// service's key; Go ignores it): `None` the ClusterRole named like the role (as Go),
+    /// `Some("")` none.
+    #[serde(default)]
+    pub cluster_role: Option<String>,
 }
 
 fn default_namespace_format() -> String {
@@ -69,7 +80,7 @@ const TOP_KEYS: [&str; 5] = [
     "projects-name-blacklist",
     "role-mappings",
 ];
-const MAPPING_KEYS: [&str; 3] = ["keystone-role", "username", "groups"];
+const MAPPING_KEYS: [&str; 4] = ["keystone-role", "username", "groups", "cluster-role"];
 
 /// A sync config that loaded, with what Go accepts but this service warns about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +171,13 @@ fn decode(yaml: &str) -> Result<(SyncConfig, Vec<String>), String> {
         ));
     }
     for (i, m) in cfg.role_mappings.iter().enumerate() {
+        if let Some(c) = &m.cluster_role
+            && (c == "." || c == ".." || c.contains(['/', '%']) || c.trim() != c)
+        {
+            return Err(format!(
+                "`role-mappings[{i}].cluster-role` {c:?} is not a ClusterRole name"
+            ));
+        }
         if m.keystone_role.trim().is_empty() {
             warnings.push(format!(
                 "`role-mappings[{i}].keystone-role` is empty, so this mapping never applies (as in Go)"
@@ -191,6 +209,19 @@ fn unknown_keys(
             .unwrap_or_default();
         warnings.push(format!("unknown key `{prefix}{shown}` is ignored{hint}"));
     }
+}
+
+/// The ClusterRole that RoleBindings for holders of Keystone role `role` refer to: the
+/// `cluster-role` of the last mapping of `role` that sets one, else `role` itself (as Go);
+/// `None` when that is `""` (no RoleBinding for the role).
+pub fn cluster_role_for<'a>(mappings: &'a [RoleMapping], role: &'a str) -> Option<&'a str> {
+    let chosen = mappings
+        .iter()
+        .rev()
+        .filter(|m| m.keystone_role == role)
+        .find_map(|m| m.cluster_role.as_deref())
+        .unwrap_or(role);
+    (!chosen.is_empty()).then_some(chosen)
 }
 
 /// The Kubernetes user after the role mappings, exactly as Go's `syncRoles`: for each mapping
@@ -288,6 +319,36 @@ mod tests {
             keystone_role: role.into(),
             username: username.map(Into::into),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            cluster_role: None,
+        }
+    }
+
+    #[test]
+    fn cluster_roles_of_keystone_roles() {
+        let c = parse(
+            "role-mappings:\n  - {keystone-role: member, cluster-role: tenant-editor}\n  - {keystone-role: member, groups: [g]}\n  - {keystone-role: admin, cluster-role: ''}\n  - {keystone-role: reader, cluster-role: first}\n  - {keystone-role: reader, cluster-role: second}\n",
+        )
+        .unwrap();
+        assert!(c.warnings.is_empty(), "a known key: {:?}", c.warnings);
+        let m = &c.config.role_mappings;
+        assert_eq!(cluster_role_for(m, "member"), Some("tenant-editor"));
+        assert_eq!(
+            cluster_role_for(m, "reader"),
+            Some("second"),
+            "the last one wins"
+        );
+        assert_eq!(cluster_role_for(m, "admin"), None, "\"\": no binding");
+        assert_eq!(
+            cluster_role_for(m, "k8s-viewer"),
+            Some("k8s-viewer"),
+            "as Go"
+        );
+        for bad in ["a/b", "..", "x%y", " x"] {
+            let e = parse(&format!(
+                "role-mappings: [{{keystone-role: r, cluster-role: {bad:?}}}]"
+            ))
+            .unwrap_err();
+            assert!(e.contains("role-mappings[0].cluster-role"), "{bad}: {e}");
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Review {
     pub reason: String,
     /// Where the answer came from: `hit`, `miss`, `coalesced`, `prefilter`, `stale`.
     pub source: &'static str,
+    /// The identity, when authenticated (for the namespace sync).
+    pub identity: Option<Arc<Identity>>,
 }
 
 /// Reviews tokens.
@@ -109,6 +111,7 @@ impl Authenticator {
                 result: "unauthenticated",
                 reason: why.reason().to_string(),
                 source: "prefilter",
+                identity: None,
             };
         }
         let stale_flag = AtomicBool::new(false);
@@ -144,6 +147,7 @@ impl Authenticator {
                 result: "authenticated",
                 reason: String::new(),
                 source,
+                identity: Some(id),
             },
             Outcome::Refused(reason) => Review {
                 status: TokenReviewStatus {
@@ -154,6 +158,7 @@ impl Authenticator {
                 result: "unauthenticated",
                 reason: reason.to_string(),
                 source,
+                identity: None,
             },
             Outcome::Unavailable(reason) => Review {
                 status: TokenReviewStatus {
@@ -164,6 +169,7 @@ impl Authenticator {
                 result: "error",
                 reason: reason.to_string(),
                 source,
+                identity: None,
             },
         }
     }

@@ -6,6 +6,7 @@
 //! | `POST /authenticate` | TokenReview only |
 //! | `POST /authorize` | SubjectAccessReview only |
 //! | `GET /healthz` | 200 while the process serves |
+//! | `GET /healthz/sync` | the namespace sync's health (JSON); 503 while it fails |
 //! | `GET /readyz` | 200 when Keystone answered recently or answers now, else 503 |
 //! | `GET /metrics` | Prometheus text |
 
@@ -104,6 +105,10 @@ fn review_route(
 pub fn routes(state: Arc<State>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let get = |name: &'static str| warp::path(name).and(warp::path::end()).and(warp::get());
     let healthz = get("healthz").and_then(handlers::healthz);
+    let healthz_sync = warp::path!("healthz" / "sync")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and_then(handlers::healthz_sync);
     let readyz = get("readyz")
         .and(with_state(state.clone()))
         .and_then(handlers::readyz);
@@ -125,6 +130,8 @@ pub fn routes(state: Arc<State>) -> impl Filter<Extract = (Response,), Error = I
         ))
         .unify()
         .or(healthz)
+        .unify()
+        .or(healthz_sync)
         .unify()
         .or(readyz)
         .unify()
@@ -154,7 +161,7 @@ async fn handle_rejection(r: Rejection, state: Arc<State>) -> Result<Response, I
             "body_error",
         )
     } else if r.is_not_found() {
-        (StatusCode::NOT_FOUND, "not found: the routes are POST /webhook, /authenticate, /authorize and GET /healthz, /readyz, /metrics".to_string(), "not_found")
+        (StatusCode::NOT_FOUND, "not found: the routes are POST /webhook, /authenticate, /authorize and GET /healthz, /healthz/sync, /readyz, /metrics".to_string(), "not_found")
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
         (
             StatusCode::METHOD_NOT_ALLOWED,

@@ -153,6 +153,21 @@ async fn token_review(body: &[u8], state: &State, started: Instant) -> Response 
         Err(e) => return bad_request(state, &format!("invalid TokenReview: {e}")),
     };
     let review = state.authenticator.review(&req.spec.token).await;
+    if let (Some(sync), Some(id), Some(user)) = (&state.sync, &review.identity, &review.status.user)
+    {
+        // Never waits (a few map operations under a lock) and never fails.
+        sync.observe(kk_sync::Observation {
+            project: kk_sync::plan::Project {
+                id: id.project_id.clone(),
+                name: id.project_name.clone(),
+                domain_id: id.project_domain_id.clone(),
+            },
+            user_id: id.user_id.clone(),
+            user_name: user.username.clone(),
+            roles: id.roles.clone(),
+            complete: id.roles_complete,
+        });
+    }
     let elapsed = started.elapsed();
     state.metrics.inc(
         kk_core::metrics::Counter::Reviews,
@@ -282,6 +297,30 @@ fn ms(d: Duration) -> f64 {
 /// `GET /healthz`: the process serves requests.
 pub async fn healthz() -> Result<Response, std::convert::Infallible> {
     Ok(warp::reply::with_header("ok\n", "content-type", "text/plain").into_response())
+}
+
+/// `GET /healthz/sync`: the namespace sync's health, as JSON: `{"sync": "off"}`, or
+/// `{"sync": "ok" | "failing", ...}` with the last error, the last success and the last full
+/// resync; HTTP 503 while failing. Authentication (and `/healthz`, `/readyz`) never depend on
+/// it.
+pub async fn healthz_sync(state: Arc<State>) -> Result<Response, std::convert::Infallible> {
+    let Some(sync) = &state.sync else {
+        return Ok(warp::reply::json(&serde_json::json!({"sync": "off"})).into_response());
+    };
+    let health = sync.health();
+    let mut body = serde_json::to_value(&health).unwrap_or_default();
+    if let Some(o) = body.as_object_mut() {
+        o.insert(
+            "sync".into(),
+            if health.failing { "failing" } else { "ok" }.into(),
+        );
+    }
+    let code = if health.failing {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Ok(warp::reply::with_status(warp::reply::json(&body), code).into_response())
 }
 
 /// How recent a Keystone answer must be for `/readyz` to skip its own probe.
@@ -441,6 +480,8 @@ mod tests {
             policy_strict: false,
             sync_strict: false,
             sync_config_file: None,
+            sync: Default::default(),
+            kubernetes: Default::default(),
             log_level: "info".into(),
             warnings: vec![],
         };
@@ -467,6 +508,21 @@ mod tests {
             .await;
         assert_eq!(reply.status(), 200);
         serde_json::from_slice(reply.body()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn sync_health_is_off_without_a_sync_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_allowing_everything(dir.path());
+        let reply = warp::test::request()
+            .path("/healthz/sync")
+            .reply(&super::super::filters::routes(state.clone()))
+            .await;
+        assert_eq!(reply.status(), 200);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(reply.body()).unwrap(),
+            serde_json::json!({"sync": "off"})
+        );
     }
 
     #[tokio::test]

@@ -33,6 +33,32 @@ pub enum UsernameFormat {
     Id,
 }
 
+impl UsernameFormat {
+    /// The Kubernetes user name of a Keystone user, before role mappings.
+    pub fn user_name(self, id: &str, name: &str, domain_name: &str) -> String {
+        match self {
+            UsernameFormat::Name => name.to_string(),
+            UsernameFormat::NameAtDomain => format!("{name}@{domain_name}"),
+            UsernameFormat::Id => id.to_string(),
+        }
+    }
+}
+
+/// The Kubernetes user name the TokenReview answers for a Keystone user holding `roles`: the
+/// format, then the role mappings' `username` (as [`user_info`]). The namespace sync names
+/// the subjects of users' RoleBindings with it.
+pub fn kubernetes_user_name(
+    format: UsernameFormat,
+    (id, name, domain_name): (&str, &str, &str),
+    roles: &[String],
+    role_mappings: &[RoleMapping],
+) -> String {
+    let mut username = format.user_name(id, name, domain_name);
+    let mut groups = Vec::new();
+    kk_policy::sync_config::apply_role_mappings(role_mappings, roles, &mut username, &mut groups);
+    username
+}
+
 impl std::str::FromStr for UsernameFormat {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -62,6 +88,12 @@ pub struct Identity {
     pub project_id: String,
     /// Project name of the token's scope.
     pub project_name: String,
+    /// The project's domain id.
+    pub project_domain_id: String,
+    /// Whether the token's roles are all its user's roles on the project: not a token of an
+    /// application credential or a trust, which may carry fewer (the namespace sync deletes
+    /// a user's RoleBindings only on the word of such a complete token).
+    pub roles_complete: bool,
     /// Role names on the token.
     pub roles: Vec<String>,
     /// Keystone group names of the user.
@@ -121,6 +153,8 @@ pub fn identity_from_token(
         user_domain_name: token.user.domain.name.clone(),
         project_id: project.id.clone(),
         project_name: project.name.clone(),
+        project_domain_id: project.domain.id.clone(),
+        roles_complete: token.application_credential.is_none() && token.trust.is_none(),
         roles: token.roles.iter().map(|r| r.name.clone()).collect(),
         groups: Vec::new(),
         expires_at,
@@ -150,11 +184,7 @@ pub fn has_access_rules(token: &Token) -> bool {
 /// The Kubernetes user for an identity, exactly as the Go reference builds it, role mappings
 /// (the sync config's `role-mappings`) applied last as Go's `syncRoles` does.
 pub fn user_info(id: &Identity, format: UsernameFormat, role_mappings: &[RoleMapping]) -> UserInfo {
-    let mut username = match format {
-        UsernameFormat::Name => id.user_name.clone(),
-        UsernameFormat::NameAtDomain => format!("{}@{}", id.user_name, id.user_domain_name),
-        UsernameFormat::Id => id.user_id.clone(),
-    };
+    let mut username = format.user_name(&id.user_id, &id.user_name, &id.user_domain_name);
     let mut groups = id.groups.clone();
     groups.push(id.project_id.clone());
     kk_policy::sync_config::apply_role_mappings(
@@ -329,6 +359,35 @@ mod tests {
         assert_eq!(u.groups, ["devs", "p1", "mygroup", "v"]);
         assert_eq!(u.username, "viewer");
         assert_eq!(u.uid, "u1");
+    }
+
+    #[test]
+    fn the_sync_knows_the_project_domain_and_whether_the_roles_are_all_the_user_s() {
+        let id = identity_from_token(&token(ALICE), "k8s", now()).unwrap();
+        assert_eq!(id.project_domain_id, "d1");
+        assert!(
+            id.roles_complete,
+            "a password token carries all the user's roles"
+        );
+        for extra in [
+            r#""application_credential":{"id":"ac","restricted":true},"roles""#,
+            r#""OS-TRUST:trust":{"id":"t1","impersonation":false},"roles""#,
+        ] {
+            let id = identity_from_token(&token(&ALICE.replace(r#""roles""#, extra)), "k8s", now())
+                .unwrap();
+            assert!(!id.roles_complete, "{extra}");
+        }
+        // The sync names users as the TokenReview does.
+        let maps =
+            kk_policy::sync_config::parse("role-mappings: [{keystone-role: member, username: m}]")
+                .unwrap()
+                .config
+                .role_mappings;
+        let name =
+            |f, roles: &[String]| kubernetes_user_name(f, ("u1", "alice", "k8s"), roles, &maps);
+        assert_eq!(name(UsernameFormat::NameAtDomain, &[]), "alice@k8s");
+        assert_eq!(name(UsernameFormat::Id, &["reader".into()]), "u1");
+        assert_eq!(name(UsernameFormat::Name, &["member".into()]), "m");
     }
 
     #[test]

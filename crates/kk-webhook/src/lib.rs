@@ -8,6 +8,7 @@
 //! | [`cache`] | the TTL token cache with single flight |
 //! | [`filters`], [`handlers`], [`authn`] | routes, their handlers, token reviews |
 //! | [`tls`], [`reload`] | TLS serving, certificate and policy reloading |
+//! | [`State::sync`] | the namespace sync (crate `kk-sync`), fed by successful TokenReviews |
 //!
 //! Layout (after warp's `examples/todos.rs`): [`filters`] composes the routes, [`handlers`]
 //! answers them, [`authn`] reviews tokens; [`tls`] and [`reload`] keep certificates and the
@@ -24,7 +25,7 @@ pub mod tls;
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -55,6 +56,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time given to open connections to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// The namespace sync's worker, as the service runs it.
+pub type SyncWorker = kk_sync::Worker<kk_kube::KubeClient, kk_sync::api::KeystoneDirectory>;
+
 /// Everything the handlers share.
 pub struct State {
     /// Token reviews.
@@ -64,6 +68,10 @@ pub struct State {
     policy_strict: bool,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The namespace sync, when the sync config has `data-types-to-sync`.
+    pub sync: Option<kk_sync::SyncHandle>,
+    /// Its worker until [`run`] starts it.
+    sync_worker: Mutex<Option<SyncWorker>>,
 }
 
 impl State {
@@ -95,9 +103,24 @@ impl State {
         metrics
             .policy_rules
             .store(policy.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let role_mappings = match &config.sync_config_file {
-            Some(path) => load_sync_config(path, config.sync_strict)?.role_mappings,
-            None => Vec::new(),
+        let sync_config = match &config.sync_config_file {
+            Some(path) => Some((path, load_sync_config(path, config.sync_strict)?)),
+            None => None,
+        };
+        let role_mappings = sync_config
+            .as_ref()
+            .map(|(_, c)| c.role_mappings.clone())
+            .unwrap_or_default();
+        let (sync, sync_worker) = match &sync_config {
+            Some((path, sc)) => build_sync(config, path, sc, &keystone, metrics.clone())?,
+            None => {
+                if config.kubernetes.kubeconfig.is_some() {
+                    info!(
+                        "the kubeconfig is not used: without a sync config file there is nothing to sync"
+                    );
+                }
+                (None, None)
+            }
         };
         Ok(Self {
             authenticator: Authenticator::new(
@@ -112,7 +135,17 @@ impl State {
             policy: RwLock::new(Arc::new(policy)),
             policy_strict: config.policy_strict,
             metrics,
+            sync,
+            sync_worker: Mutex::new(sync_worker),
         })
+    }
+
+    /// The sync's worker, once (for [`run`] to start it, or `--check-config` to probe).
+    pub fn take_sync_worker(&self) -> Option<SyncWorker> {
+        self.sync_worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The policy in force.
@@ -202,9 +235,106 @@ pub fn load_sync_config(path: &Path, strict: bool) -> Result<kk_policy::sync_con
     info!(
         file = %path.display(),
         role_mappings = config.role_mappings.len(),
-        "sync config loaded (role mappings apply to every authenticated user; namespace and role-binding sync are not active in this version)"
+        data_types_to_sync = ?config.data_types_to_sync,
+        "sync config loaded (role mappings apply to every authenticated user)"
     );
     Ok(config)
+}
+
+/// The namespace sync of a sync config, when it has `data-types-to-sync`: its Kubernetes
+/// client (the kubeconfig, else in-cluster config, else an error naming the flag) and, with a
+/// service identity, Keystone's project and role assignment lists for the full resync.
+fn build_sync(
+    config: &Config,
+    path: &Path,
+    sync_config: &kk_policy::sync_config::SyncConfig,
+    keystone: &KeystoneClient,
+    metrics: Arc<Metrics>,
+) -> Result<(Option<kk_sync::SyncHandle>, Option<SyncWorker>)> {
+    let rules = kk_sync::plan::Rules::from_config(sync_config);
+    if !rules.enabled() {
+        if config.kubernetes.kubeconfig.is_some() {
+            info!(file = %path.display(), "the kubeconfig is not used: the sync config has no data-types-to-sync");
+        }
+        return Ok((None, None));
+    }
+    let needs = || {
+        format!(
+            "the sync config file {} sets data-types-to-sync {:?}, which needs the Kubernetes API",
+            path.display(),
+            sync_config.data_types_to_sync
+        )
+    };
+    let cluster = match &config.kubernetes.kubeconfig {
+        Some(kc) => kk_kube::ClusterConfig::from_kubeconfig(kc)
+            .with_context(|| format!("{}: the kubeconfig cannot be used", needs()))?,
+        None => match kk_kube::ClusterConfig::in_cluster() {
+            Ok(Some(c)) => c,
+            Ok(None) => anyhow::bail!("{}: set {}", needs(), config::kubeconfig_hint()),
+            Err(e) => {
+                return Err(anyhow::Error::new(e)).with_context(|| {
+                    format!(
+                        "{}: no kubeconfig is set ({}) and",
+                        needs(),
+                        config::kubeconfig_hint()
+                    )
+                });
+            }
+        },
+    };
+    let origin = cluster.origin.clone();
+    let server = cluster.server.to_string();
+    let client = kk_kube::KubeClient::new(
+        cluster,
+        &kk_kube::ClientSettings {
+            timeout: config.kubernetes.timeout,
+            connect_timeout: config.kubernetes.timeout.min(Duration::from_secs(5)),
+            user_agent: config.keystone.user_agent.clone(),
+        },
+    )
+    .with_context(needs)?;
+    let directory = keystone.has_service_identity().then(|| {
+        let format = config.username_format;
+        let mappings = sync_config.role_mappings.clone();
+        kk_sync::api::KeystoneDirectory {
+            client: keystone.clone(),
+            namer: Arc::new(move |u: kk_sync::api::KeystoneUser<'_>, roles: &[String]| {
+                identity::kubernetes_user_name(
+                    format,
+                    (u.id, u.name, u.domain_name),
+                    roles,
+                    &mappings,
+                )
+            }),
+        }
+    });
+    info!(
+        kubernetes = %server,
+        config = %origin,
+        namespaces = rules.namespaces,
+        role_bindings = rules.bindings,
+        resync_interval = ?config.sync.resync_interval,
+        keystone_assignments = directory.is_some(),
+        "namespace sync on{}",
+        if directory.is_some() {
+            ""
+        } else {
+            " (no [keystone.service_identity]: only the projects of users who authenticate are synced, and a role removed in Keystone is removed from Kubernetes at the user's next login)"
+        }
+    );
+    let (handle, worker) = kk_sync::worker::new(
+        kk_sync::Settings {
+            rules,
+            resync_interval: config.sync.resync_interval,
+            queue_capacity: config.sync.queue_capacity,
+            requests_per_second: config.sync.requests_per_second,
+            all_projects: config.sync.all_projects,
+        },
+        client,
+        directory,
+        metrics,
+    );
+    Ok((Some(handle), Some(worker)))
 }
 
 /// Builds everything, binds, and serves until `shutdown` completes.
@@ -264,6 +394,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }));
     }
     background.push(tokio::spawn(sighup(force_reload)));
+    if let Some(worker) = state.take_sync_worker() {
+        background.push(tokio::spawn(worker.run()));
+    }
     info!(
         listen = %config.listen,
         tls = tls.is_some(),

@@ -48,7 +48,16 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         if check_only {
             let metrics = std::sync::Arc::new(kk_core::metrics::Metrics::default());
-            webhook::State::build(&config, metrics)?;
+            let state = webhook::State::build(&config, metrics)?;
+            if let Some(worker) = state.take_sync_worker() {
+                let version = worker.probe().await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "the namespace sync's Kubernetes API does not answer: {}",
+                        kk_core::error_chain(&e)
+                    )
+                })?;
+                tracing::info!(kubernetes = %version, "the namespace sync's Kubernetes API answers");
+            }
             if let Some(t) = &config.tls {
                 webhook::tls::build_server_config(t)?;
             }

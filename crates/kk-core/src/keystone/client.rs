@@ -6,6 +6,9 @@
 //! GET  /v3/auth/tokens?nocatalog          X-Auth-Token: <caller>  X-Subject-Token: <token>
 //!                                         OpenStack-Identity-Access-Rules: 1.0
 //! GET  /v3/users/{user_id}/groups         X-Auth-Token: <caller>
+//! GET  /v3/projects                       X-Auth-Token: <service identity>
+//! GET  /v3/role_assignments?scope.project.id=P&include_names[&effective]
+//!                                         X-Auth-Token: <service identity>
 //! POST /v3/auth/tokens?nocatalog          {"auth":{"identity":{"methods":["application_credential"],
 //!                                           "application_credential":{"id":"..","secret":".."}}}}
 //! ```
@@ -26,7 +29,8 @@ use tokio::time::Instant;
 use super::error::KeystoneError;
 use super::request::{AuthRequest, NewApplicationCredential};
 use super::types::{
-    CreatedApplicationCredential, CreatedEnvelope, ErrorEnvelope, GroupsPage, Token, TokenEnvelope,
+    CreatedApplicationCredential, CreatedEnvelope, ErrorEnvelope, GroupsPage, ProjectEntry,
+    ProjectsPage, RoleAssignment, RoleAssignmentsPage, Token, TokenEnvelope,
 };
 use crate::metrics::Metrics;
 use crate::secret::Secret;
@@ -36,8 +40,12 @@ use crate::timefmt::parse_rfc3339;
 const MAX_BODY: usize = 4 * 1024 * 1024;
 /// Most pages of groups followed for one user.
 const MAX_GROUP_PAGES: usize = 50;
+/// Most pages of projects or role assignments followed for one listing.
+const MAX_LIST_PAGES: usize = 100;
 /// A service token is renewed this long before it expires.
 const SERVICE_TOKEN_MARGIN: Duration = Duration::from_secs(120);
+/// A listing page split up: its items, its `next` link, whether Keystone truncated it.
+type Page<T> = (Vec<T>, Option<String>, bool);
 /// The body of a request that has none.
 const NO_BODY: Option<&()> = None;
 
@@ -479,6 +487,112 @@ impl KeystoneClient {
             call: CALL,
             detail: format!("more than {MAX_GROUP_PAGES} pages of groups"),
         })
+    }
+
+    /// Every page of a listing made with the service identity's token (renewed once when
+    /// Keystone refuses it). `parts` splits a page into its items, its `next` link and its
+    /// `truncated` flag. Needs a service identity.
+    async fn service_list<P, T>(
+        &self,
+        call: &'static str,
+        mut url: Url,
+        parts: fn(P) -> Page<T>,
+    ) -> Result<Vec<T>, KeystoneError>
+    where
+        P: serde::de::DeserializeOwned,
+    {
+        if self.inner.service.is_none() {
+            return Err(KeystoneError::Protocol {
+                call,
+                detail: "needs a service identity ([keystone.service_identity])".into(),
+            });
+        }
+        let mut items = Vec::new();
+        let mut renewed = false;
+        let mut pages = 0;
+        while pages < MAX_LIST_PAGES {
+            let caller = self.caller_token(&Secret::default()).await?;
+            let (status, _, body) = self
+                .send(
+                    call,
+                    Method::GET,
+                    url.clone(),
+                    &[("X-Auth-Token", caller.expose())],
+                    NO_BODY,
+                )
+                .await?;
+            if status == StatusCode::UNAUTHORIZED && !renewed {
+                self.forget_service_token().await;
+                renewed = true;
+                continue;
+            }
+            if status != StatusCode::OK {
+                return Err(KeystoneError::Status {
+                    call,
+                    status: status.as_u16(),
+                    message: Self::error_message(&body),
+                });
+            }
+            pages += 1;
+            let page: P = serde_json::from_slice(&body).map_err(|e| KeystoneError::Protocol {
+                call,
+                detail: e.to_string(),
+            })?;
+            let (page_items, next, truncated) = parts(page);
+            if truncated {
+                return Err(KeystoneError::Protocol {
+                    call,
+                    detail: "Keystone cut the list at its list_limit (truncated); raise [DEFAULT] list_limit or the identity section's".into(),
+                });
+            }
+            items.extend(page_items);
+            match next.as_deref().map(Url::parse) {
+                None => return Ok(items),
+                Some(Ok(next)) if next.origin() == self.inner.base.origin() => url = next,
+                Some(_) => {
+                    return Err(KeystoneError::Protocol {
+                        call,
+                        detail: "next page link points elsewhere".into(),
+                    });
+                }
+            }
+        }
+        Err(KeystoneError::Protocol {
+            call,
+            detail: format!("more than {MAX_LIST_PAGES} pages"),
+        })
+    }
+
+    /// Every project (`GET /v3/projects`), with the service identity's token.
+    pub async fn list_projects(&self) -> Result<Vec<ProjectEntry>, KeystoneError> {
+        self.service_list(
+            "list projects",
+            self.endpoint(&["projects"]),
+            |p: ProjectsPage| (p.projects, p.links.next, p.truncated),
+        )
+        .await
+    }
+
+    /// The role assignments on one project, with names
+    /// (`GET /v3/role_assignments?scope.project.id=P&include_names`, and `&effective` for the
+    /// users' effective roles, group memberships and inherited roles expanded), with the
+    /// service identity's token.
+    pub async fn list_role_assignments(
+        &self,
+        project_id: &str,
+        effective: bool,
+    ) -> Result<Vec<RoleAssignment>, KeystoneError> {
+        let mut url = self.endpoint(&["role_assignments"]);
+        url.query_pairs_mut()
+            .append_pair("scope.project.id", project_id)
+            .append_key_only("include_names");
+        if effective {
+            url.query_pairs_mut().append_key_only("effective");
+        }
+        self.service_list("list role assignments", url, |p: RoleAssignmentsPage| {
+            (p.role_assignments, p.links.next, p.truncated)
+        })
+        .await
     }
 
     /// `POST /v3/auth/tokens?nocatalog`: a new token and its body.

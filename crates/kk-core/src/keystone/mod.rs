@@ -5,6 +5,10 @@
 //! * [`KeystoneClient::user_groups`]: `GET /v3/users/{id}/groups`, every page.
 //! * [`KeystoneClient::issue_token`]: `POST /v3/auth/tokens` for application credentials,
 //!   passwords and tokens.
+//! * [`KeystoneClient::list_projects`] (`GET /v3/projects`) and
+//!   [`KeystoneClient::list_role_assignments`]
+//!   (`GET /v3/role_assignments?scope.project.id=..&include_names[&effective]`), with the
+//!   service identity's token: the namespace sync's full resync.
 //! * [`KeystoneClient::create_application_credential`]:
 //!   `POST /v3/users/{id}/application_credentials` (the kubeconfig generator mints one).
 //!

@@ -39,6 +39,9 @@ pub struct Token {
     /// Present for tokens issued from an application credential.
     #[serde(default)]
     pub application_credential: Option<TokenAppCred>,
+    /// Present for trust-scoped tokens (`OS-TRUST:trust`), whose roles are the trust's.
+    #[serde(default, rename = "OS-TRUST:trust")]
+    pub trust: Option<serde::de::IgnoredAny>,
 }
 
 /// `token.user`.
@@ -128,6 +131,80 @@ pub struct GroupsPage {
     /// Pagination links.
     #[serde(default)]
     pub links: Links,
+}
+
+/// `GET /v3/projects`.
+#[derive(Debug, Deserialize)]
+pub struct ProjectsPage {
+    /// The projects on this page.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub projects: Vec<ProjectEntry>,
+    /// Pagination links.
+    #[serde(default)]
+    pub links: Links,
+    /// Set when Keystone cut the list at its `list_limit`.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// One entry of `GET /v3/projects`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ProjectEntry {
+    /// Project id.
+    pub id: String,
+    /// Project name.
+    #[serde(default)]
+    pub name: String,
+    /// The project's domain id.
+    #[serde(default)]
+    pub domain_id: String,
+    /// Whether tokens can be scoped to it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `GET /v3/role_assignments?...&include_names`.
+#[derive(Debug, Deserialize)]
+pub struct RoleAssignmentsPage {
+    /// The assignments on this page.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub role_assignments: Vec<RoleAssignment>,
+    /// Pagination links.
+    #[serde(default)]
+    pub links: Links,
+    /// Set when Keystone cut the list at its `list_limit`.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// One role assignment: a role, held by a user or a group (`include_names` adds the names).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoleAssignment {
+    /// The role.
+    pub role: NamedRef,
+    /// The user holding it (with `effective`, also users holding it through a group).
+    #[serde(default)]
+    pub user: Option<AssignmentActor>,
+    /// The group holding it (never with `effective`).
+    #[serde(default)]
+    pub group: Option<AssignmentActor>,
+}
+
+/// The user or group of a [`RoleAssignment`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct AssignmentActor {
+    /// Id.
+    pub id: String,
+    /// Name (with `include_names`).
+    #[serde(default)]
+    pub name: String,
+    /// Its domain (with `include_names`).
+    #[serde(default)]
+    pub domain: DomainRef,
 }
 
 /// `links` of a list answer.

@@ -54,7 +54,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE", env = "KEYSTONE_POLICY_FILE")]
     pub keystone_policy_file: Option<String>,
 
-    /// Sync configuration (YAML, as the Go reference's). Parsed and validated at start-up.
+    /// Sync configuration (YAML, as the Go reference's). Parsed and validated at start-up; its
+    /// data-types-to-sync make namespaces and RoleBindings (needs --kubeconfig or a pod).
     #[arg(long, value_name = "FILE", env = "KEYSTONE_SYNC_CONFIG_FILE")]
     pub sync_config_file: Option<String>,
 
@@ -105,12 +106,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "NAME", hide_short_help = true)]
     pub sync_configmap_name: Option<String>,
 
-    /// Accepted for compatibility; only the ConfigMap options used it.
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "KEYSTONE_KUBECONFIG_FILE",
-        hide_short_help = true
-    )]
+    /// kubeconfig of the Kubernetes API the namespace sync writes to (the sync config's
+    /// data-types-to-sync); without it, the pod's ServiceAccount when run in a pod.
+    #[arg(long, value_name = "FILE", env = "KEYSTONE_KUBECONFIG_FILE")]
     pub kubeconfig: Option<String>,
 }

@@ -35,6 +35,9 @@ pub struct FileConfig {
     /// The sync configuration.
     #[serde(default)]
     pub sync: SyncSection,
+    /// The Kubernetes API (used by the namespace sync).
+    #[serde(default)]
+    pub kubernetes: KubernetesSection,
 }
 
 /// `[tls]`
@@ -146,4 +149,25 @@ pub struct SyncSection {
     /// Refuse what Go accepts with a warning (unknown keys, an empty `namespace-format`, a
     /// role mapping without `keystone-role`) (`false`, as Go).
     pub strict: Option<bool>,
+    /// Time between full resyncs of namespaces and RoleBindings, also run at start-up (`10m`).
+    pub resync_interval: Option<Spanned<String>>,
+    /// Most projects waiting for sync; TokenReviews of further projects are not synced until
+    /// the queue drains or the next resync (`1024`).
+    pub queue_capacity: Option<Spanned<i64>>,
+    /// Most Kubernetes API requests per second made by the sync (`20`).
+    pub requests_per_second: Option<Spanned<i64>>,
+    /// Make namespaces for every Keystone project at each full resync, not only for projects
+    /// a user authenticated to (needs `[keystone.service_identity]`) (`false`).
+    pub all_projects: Option<bool>,
+}
+
+/// `[kubernetes]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSection {
+    /// kubeconfig file for the API server (`--kubeconfig` wins); without one, the pod's
+    /// ServiceAccount (in-cluster config).
+    pub kubeconfig: Option<Spanned<String>>,
+    /// Limit for one Kubernetes API request (`10s`).
+    pub timeout: Option<Spanned<String>>,
 }

@@ -52,6 +52,10 @@ pub struct Config {
     pub sync_config_file: Option<PathBuf>,
     /// `sync.strict`: refuse sync config leniencies Go accepts.
     pub sync_strict: bool,
+    /// How the namespace sync runs (when the sync config file asks for it).
+    pub sync: SyncOptions,
+    /// How the Kubernetes API is reached (by the namespace sync).
+    pub kubernetes: KubernetesConfig,
     /// Log filter.
     pub log_level: String,
     /// Warnings to log once logging is up (deprecated or ignored settings).
@@ -88,6 +92,56 @@ pub struct KeystoneConfig {
     pub user_agent: String,
     /// Optional service identity.
     pub service_auth: Option<AuthRequest>,
+}
+
+/// The namespace sync's settings (`[sync]` besides the file).
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Time between full resyncs.
+    pub resync_interval: Duration,
+    /// Most projects waiting.
+    pub queue_capacity: usize,
+    /// Most Kubernetes requests per second.
+    pub requests_per_second: u32,
+    /// Namespaces for every Keystone project.
+    pub all_projects: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            resync_interval: Duration::from_secs(600),
+            queue_capacity: 1024,
+            requests_per_second: 20,
+            all_projects: false,
+        }
+    }
+}
+
+/// The Kubernetes API.
+#[derive(Debug, Clone)]
+pub struct KubernetesConfig {
+    /// kubeconfig file; `None`: in-cluster config, if in a pod.
+    pub kubeconfig: Option<PathBuf>,
+    /// Limit for one request.
+    pub timeout: Duration,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            kubeconfig: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How to give the service a Kubernetes API, for messages: the flag, its variable, the file key.
+pub fn kubeconfig_hint() -> String {
+    format!(
+        "{} or `kubernetes.kubeconfig` in the config file, or run it in a pod (in-cluster config: KUBERNETES_SERVICE_HOST and the ServiceAccount token)",
+        Arg::Kubeconfig.flag_and_env()
+    )
 }
 
 /// Cache settings.
@@ -415,12 +469,6 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
             ),
         });
     }
-    if args.kubeconfig.is_some() {
-        warnings.push(format!(
-            "{} is ignored: it served only the ConfigMap options, which are not supported",
-            Arg::Kubeconfig.flag()
-        ));
-    }
 
     // listen
     let listen = match ctx.pick(
@@ -667,6 +715,61 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
         .map(|(v, o)| path(&v, &o))
         .transpose()?;
 
+    let sync = SyncOptions {
+        resync_interval: duration(
+            &ctx,
+            file.sync.resync_interval.as_ref(),
+            "sync.resync_interval",
+            Duration::from_secs(600),
+            Duration::from_secs(1),
+            Duration::from_secs(24 * 3600),
+        )?,
+        queue_capacity: match &file.sync.queue_capacity {
+            Some(v) => usize::try_from(*v.get_ref())
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        &ctx.file_origin("sync.queue_capacity", v),
+                        "must be between 1 and 1000000",
+                    )
+                })?,
+            None => 1024,
+        },
+        requests_per_second: match &file.sync.requests_per_second {
+            Some(v) => u32::try_from(*v.get_ref())
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        &ctx.file_origin("sync.requests_per_second", v),
+                        "must be between 1 and 1000",
+                    )
+                })?,
+            None => 20,
+        },
+        all_projects: file.sync.all_projects.unwrap_or(false),
+    };
+    let kubernetes = KubernetesConfig {
+        kubeconfig: ctx
+            .pick(
+                args.kubeconfig.as_ref(),
+                Arg::Kubeconfig,
+                file.kubernetes.kubeconfig.as_ref(),
+                "kubernetes.kubeconfig",
+            )
+            .map(|(v, o)| path(&v, &o))
+            .transpose()?,
+        timeout: duration(
+            &ctx,
+            file.kubernetes.timeout.as_ref(),
+            "kubernetes.timeout",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            Duration::from_secs(120),
+        )?,
+    };
+
     // logging
     if args.vmodule.is_some() {
         warnings.push("--vmodule is accepted for compatibility and ignored (use --log-level with a tracing directive, e.g. kk_webhook=debug)".into());
@@ -704,6 +807,8 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
         policy_strict: file.policy.strict.unwrap_or(false),
         sync_config_file,
         sync_strict: file.sync.strict.unwrap_or(false),
+        sync,
+        kubernetes,
         log_level,
         warnings,
     })

@@ -344,8 +344,13 @@ fn messages_that_name_flags_and_variables() {
         "{:?}",
         c.warnings
     );
+    assert_eq!(
+        c.kubernetes.kubeconfig.as_deref(),
+        Some(Path::new("/k")),
+        "--kubeconfig is the sync's"
+    );
     assert!(
-        c.warnings.contains(&"--kubeconfig is ignored: it served only the ConfigMap options, which are not supported".to_string()),
+        !c.warnings.iter().any(|w| w.contains("--kubeconfig")),
         "{:?}",
         c.warnings
     );
@@ -368,6 +373,7 @@ fn messages_that_name_flags_and_variables() {
             "--sync-config-file",
             "KEYSTONE_SYNC_CONFIG_FILE",
         ),
+        ("kubeconfig", "--kubeconfig", "KEYSTONE_KUBECONFIG_FILE"),
     ] {
         let mut argv = vec!["--keystone-url", "https://ks"];
         for (f, v) in [
@@ -390,4 +396,72 @@ fn messages_that_name_flags_and_variables() {
         .to_string();
         assert_eq!(got, format!("invalid environment variable {var}: is empty"));
     }
+}
+
+#[test]
+fn sync_and_kubernetes_sections() {
+    let c = run(&TLS, Some("[keystone]\nurl = \"https://ks\"\n")).unwrap();
+    assert_eq!(c.sync.resync_interval, Duration::from_secs(600));
+    assert_eq!(
+        (c.sync.queue_capacity, c.sync.requests_per_second),
+        (1024, 20)
+    );
+    assert!(!c.sync.all_projects && c.kubernetes.kubeconfig.is_none());
+    assert_eq!(c.kubernetes.timeout, Duration::from_secs(10));
+    let c = run(
+        &TLS,
+        Some("[keystone]\nurl = \"https://ks\"\n[sync]\nresync_interval = \"2s\"\nqueue_capacity = 5\nrequests_per_second = 100\nall_projects = true\n[kubernetes]\nkubeconfig = \"/etc/kk/kubeconfig\"\ntimeout = \"3s\"\n"),
+    )
+    .unwrap();
+    assert_eq!(c.sync.resync_interval, Duration::from_secs(2));
+    assert_eq!(
+        (c.sync.queue_capacity, c.sync.requests_per_second),
+        (5, 100)
+    );
+    assert!(c.sync.all_projects);
+    assert_eq!(
+        c.kubernetes.kubeconfig.as_deref(),
+        Some(Path::new("/etc/kk/kubeconfig"))
+    );
+    assert_eq!(c.kubernetes.timeout, Duration::from_secs(3));
+    // The flag wins over the file.
+    let mut argv = TLS.to_vec();
+    argv.extend(["--kubeconfig", "/flag"]);
+    let c = run(
+        &argv,
+        Some("[keystone]\nurl = \"https://ks\"\n[kubernetes]\nkubeconfig = \"/file\"\n"),
+    )
+    .unwrap();
+    assert_eq!(c.kubernetes.kubeconfig.as_deref(), Some(Path::new("/flag")));
+    for (toml, want) in [
+        (
+            "[sync]\nresync_interval = \"0s\"\n",
+            "invalid `sync.resync_interval` in /etc/k.toml line 4",
+        ),
+        (
+            "[sync]\nqueue_capacity = 0\n",
+            "invalid `sync.queue_capacity` in /etc/k.toml line 4: must be between 1 and 1000000",
+        ),
+        (
+            "[sync]\nrequests_per_second = 5000\n",
+            "invalid `sync.requests_per_second` in /etc/k.toml line 4",
+        ),
+        (
+            "[kubernetes]\nkubeconfig = \"\"\n",
+            "invalid `kubernetes.kubeconfig` in /etc/k.toml line 4: is empty",
+        ),
+        ("[kubernetes]\nserver = \"x\"\n", "unknown field `server`"),
+    ] {
+        let e = run(
+            &TLS,
+            Some(&format!("[keystone]\nurl = \"https://ks\"\n{toml}")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(want), "{toml}: {e}");
+    }
+    assert!(
+        kubeconfig_hint()
+            .starts_with("--kubeconfig, KEYSTONE_KUBECONFIG_FILE or `kubernetes.kubeconfig`")
+    );
 }
