@@ -258,6 +258,8 @@ fn run_binary(args: &[&str]) -> std::process::Output {
         .env_remove("OS_AUTH_URL")
         .env_remove("TLS_CERT_FILE")
         .env_remove("TLS_PRIVATE_KEY_FILE")
+        .env_remove("KEYSTONE_KUBECONFIG_FILE")
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .output()
         .unwrap()
 }
@@ -364,7 +366,33 @@ fn sync_config_is_validated_at_start_up() {
         err.contains("invalid sync config file") && err.contains("must contain %i"),
         "{err}"
     );
+    // Valid, with data types: the namespace sync needs a Kubernetes API, named by its flag...
     let out = check("data-types-to-sync: [projects]\nnamespace-format: \"k-%i\"\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("which needs the Kubernetes API: set --kubeconfig, KEYSTONE_KUBECONFIG_FILE"),
+        "{err}"
+    );
+    // ...and --check-config asks it (the test bed's) for its version.
+    let kubeconfig = std::path::Path::new(&env("K8S_V1_DIR")).join("admin.kubeconfig");
+    let out = run_binary(&[
+        "--keystone-url",
+        "http://127.0.0.1:9",
+        "--insecure-http",
+        "--check-config",
+        "--sync-config-file",
+        sync.to_str().unwrap(),
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without data types (role mappings only), no Kubernetes API is needed.
+    let out = check("role-mappings: [{keystone-role: member, groups: [g]}]\n");
     assert!(
         out.status.success(),
         "{}",
