@@ -286,16 +286,7 @@ async fn revoked_token_is_refused() {
     let svc = Service::start(Options::default()).await;
     let t = ks.alice().await;
     let admin = ks.admin().await;
-    let r = http_client(None)
-        .build()
-        .unwrap()
-        .delete(format!("{}/auth/tokens", ks.url))
-        .header("X-Auth-Token", &admin)
-        .header("X-Subject-Token", &t)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    ks.revoke(&admin, &t).await;
     assert_eq!(
         svc.token_review("v1", &t).await,
         json!({"authenticated": false})
@@ -323,28 +314,7 @@ async fn disabled_user_is_refused() {
     let ks = Keystone::get();
     let admin = ks.admin().await;
     let name = format!("carol-{}", free_port());
-    let (status, body) = ks
-        .call(reqwest::Method::POST, "/users", &admin, Some(json!({"user":{"name":name,"domain_id":env("KS_DOMAIN_ID"),"password":"CarolPass123","default_project_id":env("KS_PROJECT_ID")}})))
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let uid = body["user"]["id"].as_str().unwrap().to_string();
-    let (roles_status, roles) = ks
-        .call(reqwest::Method::GET, "/roles?name=member", &admin, None)
-        .await;
-    assert_eq!(roles_status, 200);
-    let role = roles["roles"][0]["id"].as_str().unwrap();
-    let (s, _) = ks
-        .call(
-            reqwest::Method::PUT,
-            &format!(
-                "/projects/{}/users/{uid}/roles/{role}",
-                env("KS_PROJECT_ID")
-            ),
-            &admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, 204);
+    let uid = ks.create_member(&admin, &name, "CarolPass123").await;
     let t = ks
         .password_token(&name, "k8s", "CarolPass123", Some(("team-a", "k8s")))
         .await;

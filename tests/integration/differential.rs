@@ -210,32 +210,6 @@ async fn same_token_review(pair: &Pair, what: &str, token: &str) -> Value {
     ours["status"].clone()
 }
 
-/// A disposable Keystone user with `member` on team-a: (id, name, password).
-async fn temp_user(ks: &Keystone, admin: &str) -> (String, String) {
-    let name = format!("dana-{}", free_port());
-    let (s, body) = ks
-        .call(
-            reqwest::Method::POST,
-            "/users",
-            admin,
-            Some(json!({"user": {"name": name, "domain_id": env("KS_DOMAIN_ID"), "password": "DanaPass123"}})),
-        )
-        .await;
-    assert_eq!(s, 201, "{body}");
-    let uid = body["user"]["id"].as_str().unwrap().to_string();
-    let (_, roles) = ks
-        .call(reqwest::Method::GET, "/roles?name=member", admin, None)
-        .await;
-    let role = roles["roles"][0]["id"].as_str().unwrap();
-    let path = format!(
-        "/projects/{}/users/{uid}/roles/{role}",
-        env("KS_PROJECT_ID")
-    );
-    let (s, _) = ks.call(reqwest::Method::PUT, &path, admin, None).await;
-    assert_eq!(s, 204);
-    (uid, name)
-}
-
 const SYNC: &str = "# Go accepts all of this; ours warns about the last three keys.
 role-mappings:
   - keystone-role: member
@@ -317,16 +291,7 @@ async fn token_reviews_match_the_go_reference() {
 
     let admin = ks.admin().await;
     let revoked = ks.alice().await;
-    let r = http_client(None)
-        .build()
-        .unwrap()
-        .delete(format!("{}/auth/tokens", ks.url))
-        .header("X-Auth-Token", &admin)
-        .header("X-Subject-Token", &revoked)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    ks.revoke(&admin, &revoked).await;
     same_token_review(&pair, "revoked token", &revoked).await;
 
     let name = format!("differential-{}", free_port());
@@ -335,7 +300,8 @@ async fn token_reviews_match_the_go_reference() {
     ks.delete_alice_app_cred(&id).await;
     same_token_review(&pair, "deleted credential", &t).await;
 
-    let (uid, user) = temp_user(&ks, &admin).await;
+    let user = format!("dana-{}", free_port());
+    let uid = ks.create_member(&admin, &user, "DanaPass123").await;
     let t = ks
         .password_token(&user, "k8s", "DanaPass123", Some(("team-a", "k8s")))
         .await;

@@ -175,6 +175,46 @@ impl Keystone {
         )
     }
 
+    /// Revokes a token (`DELETE /v3/auth/tokens` as admin).
+    pub async fn revoke(&self, admin: &str, token: &str) {
+        let r = http_client(None)
+            .build()
+            .unwrap()
+            .delete(format!("{}/auth/tokens", self.url))
+            .header("X-Auth-Token", admin)
+            .header("X-Subject-Token", token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    /// A disposable user in the test domain with `member` on team-a; returns its id.
+    pub async fn create_member(&self, admin: &str, name: &str, password: &str) -> String {
+        let (s, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/users",
+                admin,
+                Some(json!({"user": {"name": name, "domain_id": env("KS_DOMAIN_ID"), "password": password, "default_project_id": env("KS_PROJECT_ID")}})),
+            )
+            .await;
+        assert_eq!(s, 201, "{body}");
+        let uid = body["user"]["id"].as_str().unwrap().to_string();
+        let (s, roles) = self
+            .call(reqwest::Method::GET, "/roles?name=member", admin, None)
+            .await;
+        assert_eq!(s, 200, "{roles}");
+        let role = roles["roles"][0]["id"].as_str().unwrap();
+        let path = format!(
+            "/projects/{}/users/{uid}/roles/{role}",
+            env("KS_PROJECT_ID")
+        );
+        let (s, _) = self.call(reqwest::Method::PUT, &path, admin, None).await;
+        assert_eq!(s, 204);
+        uid
+    }
+
     pub async fn delete_alice_app_cred(&self, id: &str) {
         let alice = self.alice().await;
         let mut status = 0;
