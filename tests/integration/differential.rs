@@ -705,3 +705,198 @@ async fn both_plugins_log_in_with_the_same_flags_and_variables() {
     assert_eq!(o["apiVersion"], "client.authentication.k8s.io/v1");
     assert_eq!(g["apiVersion"], "client.authentication.k8s.io/v1beta1");
 }
+
+/// The policies the Go reference's documentation gives, read from its module as an operator
+/// would copy them: each `policies: |` key of a ConfigMap in a `cat <<EOF` block of
+/// docs/keystone-auth/using-keystone-webhook-authenticator-and-authorizer.md, and the ConfigMap
+/// of examples/webhook/keystone-policy-configmap.yaml. Returns (where, policy JSON text).
+fn documented_policies() -> Vec<(String, String)> {
+    let policies_of = |where_: String, yaml: &str| -> (String, String) {
+        let cm: Value = serde_yaml_ng::from_str(yaml)
+            .unwrap_or_else(|e| panic!("{where_}: not YAML: {e}\n{yaml}"));
+        assert_eq!(cm["kind"], "ConfigMap", "{where_}");
+        let text = cm["data"]["policies"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{where_}: no data.policies"));
+        (where_, text.to_string())
+    };
+    let doc = "docs/keystone-auth/using-keystone-webhook-authenticator-and-authorizer.md";
+    let text = std::fs::read_to_string(go_fixture(doc)).unwrap();
+    let mut out = Vec::new();
+    let mut block: Option<(usize, Vec<&str>)> = None;
+    for (n, line) in text.lines().enumerate() {
+        match &mut block {
+            None if line.contains("cat <<EOF") => block = Some((n + 1, Vec::new())),
+            None => {}
+            Some((start, lines)) if line.trim() == "EOF" => {
+                let yaml = lines.join("\n");
+                if yaml.contains("policies: |") {
+                    out.push(policies_of(format!("{doc}:{start}"), &yaml));
+                }
+                block = None;
+            }
+            Some((_, lines)) => lines.push(line),
+        }
+    }
+    let example = "examples/webhook/keystone-policy-configmap.yaml";
+    out.push(policies_of(
+        example.into(),
+        &std::fs::read_to_string(go_fixture(example)).unwrap(),
+    ));
+    out
+}
+
+/// Our decision for a Keystone user of project `project` with `roles`.
+fn ours_allows(
+    policy: &kk_policy::Policy,
+    project: &str,
+    roles: &[&str],
+    attributes: kk_policy::Attributes<'_>,
+) -> bool {
+    let extra = std::collections::BTreeMap::from([
+        (
+            "alpha.kubernetes.io/identity/project/id".to_string(),
+            vec![format!("{project}-id")],
+        ),
+        (
+            "alpha.kubernetes.io/identity/project/name".to_string(),
+            vec![project.to_string()],
+        ),
+        (
+            "alpha.kubernetes.io/identity/roles".to_string(),
+            roles.iter().map(|r| r.to_string()).collect(),
+        ),
+    ]);
+    policy
+        .evaluate(&kk_policy::Request {
+            user: "demo",
+            uid: "demo-id",
+            groups: &[format!("{project}-id")],
+            extra: Some(&extra),
+            attributes,
+        })
+        .allowed
+}
+
+fn resource<'a>(
+    verb: &'a str,
+    namespace: &'a str,
+    resource: &'a str,
+    subresource: &'a str,
+) -> kk_policy::Attributes<'a> {
+    kk_policy::Attributes::Resource {
+        verb,
+        namespace,
+        group: "",
+        version: "v1",
+        resource,
+        subresource,
+        name: "",
+    }
+}
+
+/// The documented policies mean here what the documentation says they mean (its prose and its
+/// curl example: project `demo`, role `member`, may read pods), and each gets the same decision
+/// as from the Go reference on every review [`reviews_for`] derives from it.
+#[tokio::test]
+async fn the_go_documentation_s_policies_mean_the_same_here() {
+    let docs = documented_policies();
+    // Version 1 and the sub-resource example in the guide, version 2 in the example file.
+    assert_eq!(docs.len(), 3, "{docs:#?}");
+    for (where_, text) in &docs {
+        let parsed = kk_policy::Policy::parse(text).unwrap_or_else(|e| panic!("{where_}: {e}"));
+        assert!(
+            parsed.warnings.is_empty(),
+            "{where_}: {:?}",
+            parsed.warnings
+        );
+        let p = &parsed.policy;
+        let exec_example = text.contains("pods/exec");
+        if exec_example {
+            // "we only want to allow client to be able to `kubectl exec` into pod and only in
+            // `utility` namespace", plus discovery.
+            let exec = ["utility_exec"];
+            for path in ["/api", "/api/v1", "/apis", "/apis/apps/v1"] {
+                let get = kk_policy::Attributes::NonResource { verb: "get", path };
+                assert!(ours_allows(p, "p", &exec, get), "{where_}: {path}");
+            }
+            let version = kk_policy::Attributes::NonResource {
+                verb: "get",
+                path: "/version",
+            };
+            assert!(!ours_allows(p, "p", &exec, version), "{where_}");
+            assert!(
+                ours_allows(p, "p", &exec, resource("create", "utility", "pods", "exec")),
+                "{where_}"
+            );
+            assert!(
+                !ours_allows(p, "p", &exec, resource("create", "default", "pods", "exec")),
+                "{where_}"
+            );
+            assert!(
+                !ours_allows(p, "p", &exec, resource("get", "utility", "pods", "")),
+                "{where_}"
+            );
+            let api = kk_policy::Attributes::NonResource {
+                verb: "get",
+                path: "/api",
+            };
+            assert!(!ours_allows(p, "p", &["member"], api), "{where_}");
+        } else {
+            // The guide's curl SubjectAccessReview: demo/member gets pod1 in default: allowed.
+            let member = ["load-balancer_member", "member"];
+            assert!(
+                ours_allows(p, "demo", &member, resource("get", "default", "pods", "")),
+                "{where_}"
+            );
+            assert!(
+                ours_allows(p, "demo", &member, resource("watch", "default", "pods", "")),
+                "{where_}"
+            );
+            assert!(
+                !ours_allows(
+                    p,
+                    "demo",
+                    &member,
+                    resource("create", "default", "pods", "")
+                ),
+                "{where_}"
+            );
+            assert!(
+                !ours_allows(
+                    p,
+                    "demo",
+                    &member,
+                    resource("get", "default", "services", "")
+                ),
+                "{where_}"
+            );
+            assert!(
+                !ours_allows(p, "other", &member, resource("get", "default", "pods", "")),
+                "{where_}"
+            );
+            assert!(
+                !ours_allows(
+                    p,
+                    "demo",
+                    &["reader"],
+                    resource("get", "default", "pods", "")
+                ),
+                "{where_}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.json");
+        std::fs::write(&file, text).unwrap();
+        let pair = Pair::start(&[format!("--keystone-policy-file={}", file.display())]).await;
+        let policy: Value = serde_json::from_str(text).unwrap();
+        let (n, allowed) = same_decisions(&pair, &policy, where_).await;
+        assert!(
+            allowed > 0 && allowed < n,
+            "{where_}: {allowed} of {n} allowed"
+        );
+        record_figure(&format!(
+            "differential: {where_}: the documented policy, {n} SubjectAccessReviews, {allowed} allowed, same decision as the Go reference for each"
+        ));
+    }
+}
