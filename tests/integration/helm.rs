@@ -491,10 +491,13 @@ async fn find_or_create(ks: &Keystone, collection: &str, name: &str, body: Value
     if collection != "roles" {
         query.push_str(&format!("&domain_id={}", env("KS_DOMAIN_ID")));
     }
-    let (s, found) = ks_admin(ks, Method::GET, &query, None).await;
-    assert_eq!(s, 200, "{found}");
-    if let Some(id) = found[collection][0]["id"].as_str() {
-        return id.to_string();
+    let find = async || {
+        let (s, found) = ks_admin(ks, Method::GET, &query, None).await;
+        assert_eq!(s, 200, "{found}");
+        found[collection][0]["id"].as_str().map(str::to_string)
+    };
+    if let Some(id) = find().await {
+        return id;
     }
     let (s, made) = ks_admin(
         ks,
@@ -503,6 +506,10 @@ async fn find_or_create(ks: &Keystone, collection: &str, name: &str, body: Value
         Some(json!({ key: body })),
     )
     .await;
+    if s == 409 {
+        // Made by a try that got SQLite's "database is locked" 500 after the row was written.
+        return find().await.unwrap();
+    }
     assert_eq!(s, 201, "create {key} {name}: {made}");
     made[key]["id"].as_str().unwrap().to_string()
 }
@@ -539,31 +546,36 @@ async fn helm_app_cred(
         .await;
     let ac_secret = format!("{name}-helm-secret-1");
     let path = format!("/users/{id}/application_credentials");
-    let (s, body) = ks
-        .call(Method::GET, &format!("{path}?name=helm"), &token, None)
-        .await;
-    assert_eq!(s, 200, "{body}");
-    if let Some(ac) = body["application_credentials"][0]["id"].as_str() {
-        return (ac.to_string(), ac_secret);
+    let find = async || {
+        let (s, body) = ks
+            .call(Method::GET, &format!("{path}?name=helm"), &token, None)
+            .await;
+        assert_eq!(s, 200, "{body}");
+        body["application_credentials"][0]["id"]
+            .as_str()
+            .map(str::to_string)
+    };
+    if let Some(ac) = find().await {
+        return (ac, ac_secret);
     }
+    let body = json!({"application_credential": {"name": "helm", "secret": ac_secret}});
     let mut answer = (0, Value::Null);
     for _ in 0..10 {
         answer = ks
-            .call(
-                Method::POST,
-                &path,
-                &token,
-                Some(json!({"application_credential": {"name": "helm", "secret": ac_secret}})),
-            )
+            .call(Method::POST, &path, &token, Some(body.clone()))
             .await;
-        if answer.0 < 500 {
-            break;
+        match answer.0 {
+            201 => {
+                let ac = answer.1["application_credential"]["id"].as_str().unwrap();
+                return (ac.to_string(), ac_secret);
+            }
+            // A 500 of SQLite's "database is locked" may come after the row was written.
+            409 => return (find().await.unwrap(), ac_secret),
+            s if s >= 500 => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => break,
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(answer.0, 201, "create app cred for {name}: {}", answer.1);
-    let ac_id = answer.1["application_credential"]["id"].as_str().unwrap();
-    (ac_id.to_string(), ac_secret)
+    panic!("create app cred for {name}: {}", answer.1);
 }
 
 /// A Keystone user of the domain k8s holding `role` on `project` (name, id): user and role made
