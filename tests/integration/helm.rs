@@ -1053,6 +1053,12 @@ async fn a_role_removed_in_keystone_takes_the_binding_and_helm_access_with_it(t:
     assert_eq!(synced_bindings(bed, ns, &uid).await, Vec::<String>::new());
 
     admin_uninstall(bed, "leaver", ns).await;
+    // The credential first: Keystone deletes a deleted user's credentials with a bulk query
+    // that leaves their role rows behind on SQLite, and the next credential given the same row
+    // id then fails with 409 "Duplicate entry found with name ...".
+    let path = format!("/users/{uid}/application_credentials/{ac_id}");
+    let (s, body) = ks_admin(&ks, Method::DELETE, &path, None).await;
+    assert_eq!(s, 204, "delete {name}'s credential: {body}");
     let (s, body) = ks_admin(&ks, Method::DELETE, &format!("/users/{uid}"), None).await;
     assert_eq!(s, 204, "delete {name}: {body}");
 }
