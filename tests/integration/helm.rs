@@ -750,7 +750,7 @@ async fn a_member_runs_helm_in_her_namespace_and_nowhere_else(t: &Tenants) {
     ok(&run, "helm list after uninstall");
     assert!(!run.stdout.lines().any(|l| l == "web"), "{}", run.stdout);
     record_figure(&format!(
-        "helm install of a 4-object chart by a Keystone tenant through the bed: {:.1} s",
+        "helm install of a 4-object chart by a Keystone tenant, in a namespace the sync made: {:.1} s",
         install_took.as_secs_f64()
     ));
 }
@@ -1069,6 +1069,7 @@ async fn a_role_removed_in_keystone_takes_the_binding_and_helm_access_with_it(t:
 #[tokio::test]
 async fn tenants_run_helm_in_namespaces_and_role_bindings_made_by_the_sync() {
     let _ks = KEYSTONE.read().await;
+    let started = Instant::now();
     let t = Tenants::start().await;
     tokio::join!(
         a_member_runs_helm_in_her_namespace_and_nowhere_else(&t),
@@ -1084,6 +1085,10 @@ async fn tenants_run_helm_in_namespaces_and_role_bindings_made_by_the_sync() {
         "the sync was refused: {}",
         t.svc.log_text()
     );
+    record_figure(&format!(
+        "helm tests: set-up and the four Helm scenarios took {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
 }
 
 // The bundle itself.
