@@ -495,6 +495,18 @@ impl OwnApiserver {
     /// free, which races with other tests picking ports at the same time: a start that fails on a
     /// port in use is tried again with new ports (at most 3 times).
     pub fn start(authn: &Path, authz: &Path, version: &str, extra_args: &str) -> OwnApiserver {
+        Self::start_with_controllers(authn, authz, version, extra_args, "")
+    }
+
+    /// [`OwnApiserver::start`] with kube-controller-manager running these `--controllers`
+    /// (tests/k8s/up.sh's `K8S_CONTROLLERS`); `""`: none.
+    pub fn start_with_controllers(
+        authn: &Path,
+        authz: &Path,
+        version: &str,
+        extra_args: &str,
+        controllers: &str,
+    ) -> OwnApiserver {
         let mut last = String::new();
         for _ in 0..3 {
             let dir = tempfile::tempdir().unwrap();
@@ -516,7 +528,11 @@ impl OwnApiserver {
             let out = cmd
                 .env("WEBHOOK_VERSION", version)
                 .env("K8S_EXTRA_ARGS", extra_args)
-                .env("K8S_CONTROLLER_MANAGER", "0")
+                .env(
+                    "K8S_CONTROLLER_MANAGER",
+                    if controllers.is_empty() { "0" } else { "1" },
+                )
+                .env("K8S_CONTROLLERS", controllers)
                 .stdin(Stdio::null())
                 .output()
                 .unwrap();

@@ -19,7 +19,7 @@ use crate::sandbox::*;
 use crate::support::*;
 
 /// A short name part unique to this run and call.
-fn tag() -> String {
+pub(crate) fn tag() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -110,7 +110,7 @@ impl Admin {
     }
 }
 
-fn own_bed(api: &OwnApiserver) -> Bed {
+pub(crate) fn own_bed(api: &OwnApiserver) -> Bed {
     Bed {
         version: "own",
         server: api.server.clone(),
@@ -131,7 +131,11 @@ fn admin_client(api: &OwnApiserver) -> KubeClient {
 /// The shipped sync rights (deploy/kubernetes/k8s-keystone-auth-sync.yaml), `bind` on the
 /// test's ClusterRoles, for the ServiceAccount kube-system/k8s-keystone-auth of `api`; a
 /// kubeconfig with a token of it, written into `dir`.
-async fn service_account_kubeconfig(api: &OwnApiserver, bind: &[String], dir: &Path) -> PathBuf {
+pub(crate) async fn service_account_kubeconfig(
+    api: &OwnApiserver,
+    bind: &[String],
+    dir: &Path,
+) -> PathBuf {
     use serde::Deserialize;
     let bed = own_bed(api);
     let text = std::fs::read_to_string(
@@ -205,7 +209,11 @@ async fn service_account_kubeconfig(api: &OwnApiserver, bind: &[String], dir: &P
 }
 
 /// Polls `f` until it gives a value (bounded).
-async fn eventually<T>(what: &str, within: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn eventually<T>(
+    what: &str,
+    within: Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = f().await {
@@ -240,7 +248,7 @@ async fn can_i(api: &OwnApiserver, token: &str, verb: &str, resource: &str, ns: 
     }
 }
 
-fn service_identity_toml() -> String {
+pub(crate) fn service_identity_toml() -> String {
     format!(
         "[keystone.service_identity]\nuser_name = \"admin\"\nuser_domain_id = \"default\"\npassword = \"{}\"\nproject_name = \"admin\"\nproject_domain_id = \"default\"\n",
         env("KS_ADMIN_PASSWORD")
