@@ -571,7 +571,12 @@ async fn new_rules_apply_at_once_and_rules_that_sync_nothing_pause_the_worker() 
     let mut rules = settings(interval).rules;
     rules.namespace_format = "t-%i".into();
     handle.set_rules(rules.clone());
-    until(|| cluster.binding_names().contains(&"t-p1/u1_member".to_string())).await;
+    until(|| {
+        cluster
+            .binding_names()
+            .contains(&"t-p1/u1_member".to_string())
+    })
+    .await;
     assert!(Instant::now() - started < Duration::from_secs(1));
     // Nothing to sync: observations are ignored, nothing is read.
     let mut off = rules.clone();
@@ -588,5 +593,10 @@ async fn new_rules_apply_at_once_and_rules_that_sync_nothing_pause_the_worker() 
     handle.set_rules(rules);
     assert!(handle.enabled());
     handle.observe(obs("p2", "u1", &["member"]));
-    until(|| cluster.binding_names().contains(&"t-p2/u1_member".to_string())).await;
+    until(|| {
+        cluster
+            .binding_names()
+            .contains(&"t-p2/u1_member".to_string())
+    })
+    .await;
 }
