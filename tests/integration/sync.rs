@@ -19,7 +19,7 @@ use crate::sandbox::*;
 use crate::support::*;
 
 /// A short name part unique to this run and call.
-fn tag() -> String {
+pub(crate) fn tag() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -110,7 +110,7 @@ impl Admin {
     }
 }
 
-fn own_bed(api: &OwnApiserver) -> Bed {
+pub(crate) fn own_bed(api: &OwnApiserver) -> Bed {
     Bed {
         version: "own",
         server: api.server.clone(),
@@ -205,7 +205,11 @@ async fn service_account_kubeconfig(api: &OwnApiserver, bind: &[String], dir: &P
 }
 
 /// Polls `f` until it gives a value (bounded).
-async fn eventually<T>(what: &str, within: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn eventually<T>(
+    what: &str,
+    within: Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = f().await {
@@ -228,7 +232,13 @@ async fn binding_names(kube: &KubeClient, ns: &str) -> Vec<String> {
     names
 }
 
-async fn can_i(api: &OwnApiserver, token: &str, verb: &str, resource: &str, ns: &str) -> bool {
+pub(crate) async fn can_i(
+    api: &OwnApiserver,
+    token: &str,
+    verb: &str,
+    resource: &str,
+    ns: &str,
+) -> bool {
     let sb = Sandbox::new();
     let run = api
         .with_token(&sb, token, &["auth", "can-i", verb, resource, "-n", ns])
