@@ -61,7 +61,7 @@ fn authenticator(url: &str, ttl: Duration) -> Authenticator {
         "k8s".into(),
         UsernameFormat::Name,
         4096,
-        Vec::new(),
+        Default::default(),
         Arc::new(Metrics::default()),
     )
 }

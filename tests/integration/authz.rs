@@ -208,7 +208,7 @@ async fn policy_file_reloads_good_versions_and_ignores_bad_ones() {
     assert_eq!(svc.metric("k8s_keystone_auth_policy_rules").await, 1);
     // An invalid one is logged, counted and ignored: the last good policy stays.
     let failures_before = svc
-        .metric("k8s_keystone_auth_policy_reloads_total{result=\"failure\"}")
+        .metric("k8s_keystone_auth_policy_reloads_total{source=\"file\",result=\"failure\"}")
         .await;
     write_atomic(
         &path,
@@ -216,7 +216,7 @@ async fn policy_file_reloads_good_versions_and_ignores_bad_ones() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while svc
-        .metric("k8s_keystone_auth_policy_reloads_total{result=\"failure\"}")
+        .metric("k8s_keystone_auth_policy_reloads_total{source=\"file\",result=\"failure\"}")
         .await
         == failures_before
     {
@@ -235,12 +235,12 @@ async fn policy_file_reloads_good_versions_and_ignores_bad_ones() {
     // A missing file is also a failure, never an empty policy: once the reload has been tried
     // (counted), the last good policy is still in force.
     let failures_before = svc
-        .metric("k8s_keystone_auth_policy_reloads_total{result=\"failure\"}")
+        .metric("k8s_keystone_auth_policy_reloads_total{source=\"file\",result=\"failure\"}")
         .await;
     std::fs::remove_file(&path).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while svc
-        .metric("k8s_keystone_auth_policy_reloads_total{result=\"failure\"}")
+        .metric("k8s_keystone_auth_policy_reloads_total{source=\"file\",result=\"failure\"}")
         .await
         == failures_before
     {

@@ -7,6 +7,9 @@
 //!   the RBAC bundle of deploy/rbac/.
 //! * `sync` (the namespace sync) runs kube-apiservers of its own whose authentication webhook is
 //!   the service under test, with the sync's rights from deploy/kubernetes.
+//! * `configmap` (the policy and sync config from ConfigMaps) reads and watches ConfigMaps of a
+//!   real kube-apiserver with a ServiceAccount holding the shipped Role's rights; its policy
+//!   decides `kubectl auth can-i` through an apiserver whose webhooks are the service.
 //! * `authn`, `authz` and `service` POST TokenReview and SubjectAccessReview bodies themselves,
 //!   byte for byte as kube-apiserver does, for what a real apiserver cannot be made to send
 //!   (malformed bodies, wrong versions, huge requests, a Keystone that hangs).
@@ -25,6 +28,7 @@ mod apiserver;
 mod authn;
 mod authz;
 mod charm;
+mod configmap;
 mod differential;
 mod helm;
 mod manifests;

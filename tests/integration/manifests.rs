@@ -1,6 +1,7 @@
 //! deploy/kubernetes: the manifests parse, hold what the docs promise (kube-system, host
 //! network, control-plane nodes, TLS from a Secret, the policy from a ConfigMap mounted as a
-//! file, probes on /healthz and /readyz), and their arguments are flags the service accepts
+//! file, probes on /healthz and /readyz), the sync's and the ConfigMap watch's rights are what
+//! the docs say, and their arguments are flags the service accepts
 //! with a valid configuration, and the real kube-apiserver of the test bed accepts them
 //! (`kubectl apply --dry-run=server -f deploy/kubernetes/`).
 
@@ -165,6 +166,39 @@ fn manifests_give_the_sync_its_rights_and_no_more() {
     );
 }
 
+/// The ConfigMap rights (deploy/kubernetes/k8s-keystone-auth-configmaps.yaml): get, list and
+/// watch on ConfigMaps by name in kube-system only, for the ServiceAccount of the Deployment.
+#[test]
+fn manifests_give_the_configmap_watch_its_rights_and_no_more() {
+    let docs = docs("kubernetes/k8s-keystone-auth-configmaps.yaml");
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Role", "RoleBinding"]);
+    for d in &docs {
+        assert_eq!(d["metadata"]["namespace"], "kube-system", "{}", d["kind"]);
+    }
+    let rules = docs[0]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["apiGroups"], serde_json::json!([""]));
+    assert_eq!(rules[0]["resources"], serde_json::json!(["configmaps"]));
+    assert_eq!(
+        rules[0]["verbs"],
+        serde_json::json!(["get", "list", "watch"])
+    );
+    let names = rules[0]["resourceNames"].as_array().unwrap();
+    assert!(!names.is_empty(), "ConfigMaps only by name");
+    assert_eq!(docs[1]["roleRef"]["kind"], "Role");
+    assert_eq!(docs[1]["roleRef"]["name"], docs[0]["metadata"]["name"]);
+    let main = self::docs("kubernetes/k8s-keystone-auth.yaml");
+    let sa = &main[0];
+    assert_eq!(
+        docs[1]["subjects"][0],
+        serde_json::json!({"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]})
+    );
+    // The policy ConfigMap of the main manifest is one of the names.
+    let policy_map = main.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    assert!(names.contains(&policy_map["metadata"]["name"]));
+}
+
 #[test]
 fn manifests_webhook_kubeconfig_pins_a_ca() {
     let docs = docs("webhook-kubeconfig.yaml");
@@ -200,6 +234,8 @@ async fn manifests_are_accepted_by_a_real_kube_apiserver() {
         "poddisruptionbudget.policy/k8s-keystone-auth created (server dry run)",
         "clusterrole.rbac.authorization.k8s.io/k8s-keystone-auth-sync created (server dry run)",
         "clusterrolebinding.rbac.authorization.k8s.io/k8s-keystone-auth-sync created (server dry run)",
+        "role.rbac.authorization.k8s.io/k8s-keystone-auth-configmaps created (server dry run)",
+        "rolebinding.rbac.authorization.k8s.io/k8s-keystone-auth-configmaps created (server dry run)",
     ] {
         assert!(out.contains(want), "{want} missing in:\n{out}");
     }

@@ -236,7 +236,13 @@ async fn binding_names(kube: &KubeClient, ns: &str) -> Vec<String> {
     names
 }
 
-async fn can_i(api: &OwnApiserver, token: &str, verb: &str, resource: &str, ns: &str) -> bool {
+pub(crate) async fn can_i(
+    api: &OwnApiserver,
+    token: &str,
+    verb: &str,
+    resource: &str,
+    ns: &str,
+) -> bool {
     let sb = Sandbox::new();
     let run = api
         .with_token(&sb, token, &["auth", "can-i", verb, resource, "-n", ns])

@@ -55,8 +55,10 @@ pub enum Counter {
     TokensPrefiltered,
     /// Requests to Keystone, by call and outcome.
     KeystoneRequests,
-    /// Policy file loads, by result.
+    /// Policy loads, by source (file, configmap) and result.
     PolicyReloads,
+    /// Sync config loads, by source (file, configmap) and result.
+    SyncConfigReloads,
     /// TLS certificate reloads, by result.
     TlsReloads,
     /// HTTP requests refused before review, by reason.
@@ -82,6 +84,7 @@ impl Counter {
             Counter::TokensPrefiltered => "k8s_keystone_auth_tokens_prefiltered_total",
             Counter::KeystoneRequests => "k8s_keystone_auth_keystone_requests_total",
             Counter::PolicyReloads => "k8s_keystone_auth_policy_reloads_total",
+            Counter::SyncConfigReloads => "k8s_keystone_auth_sync_config_reloads_total",
             Counter::TlsReloads => "k8s_keystone_auth_tls_reloads_total",
             Counter::HttpRequestsRejected => "k8s_keystone_auth_http_requests_rejected_total",
             Counter::SyncObjects => "k8s_keystone_auth_sync_objects_total",
@@ -100,7 +103,12 @@ impl Counter {
             }
             Counter::TokensPrefiltered => "Tokens refused without asking Keystone, by reason.",
             Counter::KeystoneRequests => "Requests to Keystone, by call and outcome.",
-            Counter::PolicyReloads => "Policy file loads, by result.",
+            Counter::PolicyReloads => {
+                "Policy loads (start-up and reloads), by source (file, configmap) and result; a failure keeps the policy in force."
+            }
+            Counter::SyncConfigReloads => {
+                "Sync config loads (start-up and ConfigMap updates), by source (file, configmap) and result; a failure keeps the sync config in force."
+            }
             Counter::TlsReloads => "TLS certificate reloads, by result.",
             Counter::HttpRequestsRejected => "HTTP requests refused before review, by reason.",
             Counter::SyncObjects => {
@@ -131,7 +139,7 @@ enum Family {
     BuildInfo,
 }
 
-const FAMILIES: [Family; 19] = [
+const FAMILIES: [Family; 20] = [
     Family::Counter(Counter::Reviews),
     Family::ReviewDuration,
     Family::Counter(Counter::TokenCacheRequests),
@@ -141,6 +149,7 @@ const FAMILIES: [Family; 19] = [
     Family::Counter(Counter::PolicyReloads),
     Family::PolicyRules,
     Family::PolicySkippedRules,
+    Family::Counter(Counter::SyncConfigReloads),
     Family::Counter(Counter::TlsReloads),
     Family::Counter(Counter::HttpRequestsRejected),
     Family::Counter(Counter::SyncObjects),
@@ -357,6 +366,7 @@ mod tests {
             Counter::TokensPrefiltered,
             Counter::KeystoneRequests,
             Counter::PolicyReloads,
+            Counter::SyncConfigReloads,
             Counter::TlsReloads,
             Counter::HttpRequestsRejected,
             Counter::SyncObjects,

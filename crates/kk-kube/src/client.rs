@@ -7,11 +7,14 @@
 //! PUT    /api/v1/namespaces/{name}                                   (metadata.resourceVersion sent)
 //! GET    /apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings?labelSelector=..&limit=500
 //! DELETE /apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/{name}   {preconditions}
+//! GET    /api/v1/namespaces/{ns}/configmaps?fieldSelector=metadata.name%3D{name}        (list_named)
+//! GET    /api/v1/namespaces/{ns}/configmaps?watch=true&fieldSelector=..&resourceVersion=..  (watch_named)
 //! GET    /version
 //! ```
 //!
-//! Every request is bounded (`timeout`, `connect_timeout`), answers are read up to
-//! [`MAX_BODY`], lists follow `continue` for at most [`MAX_PAGES`] pages, and errors are
+//! Every request is bounded (`timeout`, `connect_timeout`; a watch: its `timeoutSeconds` plus
+//! [`WATCH_SLACK`]), answers are read up to [`MAX_BODY`] (a watch event up to
+//! [`crate::watch::MAX_LINE`]), lists follow `continue` for at most [`MAX_PAGES`] pages, and errors are
 //! classified ([`KubeError`]). The bearer token is sent in the `Authorization` header and
 //! nowhere else: it is in no URL, no error and no log line.
 
@@ -39,6 +42,8 @@ const PAGE_SIZE: u32 = 500;
 const TOKEN_RECHECK: Duration = Duration::from_secs(1);
 /// Longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// How much longer than its `timeoutSeconds` a watch request may last before it is cut.
+pub const WATCH_SLACK: Duration = Duration::from_secs(30);
 
 /// Limits and identification of the client.
 #[derive(Debug, Clone)]
@@ -233,20 +238,26 @@ impl KubeClient {
         }
     }
 
-    /// One request: the bearer token, a JSON body, the answer read (bounded) and classified.
-    async fn send<B: Serialize>(
+    /// Sends one request (the bearer token, a JSON body, `timeout` instead of the client's
+    /// when given) and returns the answer if its status is a success; any other status is read
+    /// (bounded) and classified.
+    async fn start<B: Serialize>(
         &self,
         call: &str,
         method: Method,
         url: Url,
         body: Option<&B>,
-    ) -> Result<Vec<u8>, KubeError> {
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, KubeError> {
         let shown = kk_core::urls::redact_url(url.as_str());
         let mut req = self
             .inner
             .http
             .request(method, url)
             .header("Accept", "application/json");
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         if let Some(token) = self.inner.token.current()? {
             let mut value =
                 reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
@@ -259,42 +270,22 @@ impl KubeClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let map_err = |e: reqwest::Error| {
-            if e.is_timeout() {
-                KubeError::Timeout {
-                    call: call.to_string(),
-                    url: shown.clone(),
-                    timeout: self.inner.timeout,
-                }
-            } else {
-                KubeError::Unreachable {
-                    call: call.to_string(),
-                    url: shown.clone(),
-                    source: e.without_url(),
-                }
-            }
-        };
-        let mut resp = req.send().await.map_err(map_err)?;
+        let limit = timeout.unwrap_or(self.inner.timeout);
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport_error(call, &shown, limit, e))?;
         let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
-        let mut buf = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(map_err)? {
-            if buf.len() + chunk.len() > MAX_BODY {
-                return Err(KubeError::Protocol {
-                    call: call.to_string(),
-                    detail: format!("answer larger than {MAX_BODY} bytes"),
-                });
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        if status.is_success() {
-            return Ok(buf);
-        }
+        let buf = self.read_body(call, &shown, limit, resp).await?;
         if status == StatusCode::UNAUTHORIZED {
             self.inner.token.forget();
         }
@@ -310,6 +301,66 @@ impl KubeClient {
             message,
             retry_after,
         ))
+    }
+
+    fn transport_error(
+        &self,
+        call: &str,
+        shown: &str,
+        timeout: Duration,
+        e: reqwest::Error,
+    ) -> KubeError {
+        if e.is_timeout() {
+            KubeError::Timeout {
+                call: call.to_string(),
+                url: shown.to_string(),
+                timeout,
+            }
+        } else {
+            KubeError::Unreachable {
+                call: call.to_string(),
+                url: shown.to_string(),
+                source: e.without_url(),
+            }
+        }
+    }
+
+    /// The whole answer, at most [`MAX_BODY`] bytes.
+    async fn read_body(
+        &self,
+        call: &str,
+        shown: &str,
+        timeout: Duration,
+        mut resp: reqwest::Response,
+    ) -> Result<Vec<u8>, KubeError> {
+        let mut buf = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(call, shown, timeout, e))?
+        {
+            if buf.len() + chunk.len() > MAX_BODY {
+                return Err(KubeError::Protocol {
+                    call: call.to_string(),
+                    detail: format!("answer larger than {MAX_BODY} bytes"),
+                });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf)
+    }
+
+    /// One request: the bearer token, a JSON body, the answer read (bounded) and classified.
+    async fn send<B: Serialize>(
+        &self,
+        call: &str,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Result<Vec<u8>, KubeError> {
+        let shown = kk_core::urls::redact_url(url.as_str());
+        let resp = self.start(call, method, url, body, None).await?;
+        self.read_body(call, &shown, self.inner.timeout, resp).await
     }
 
     fn decode<T: DeserializeOwned>(call: &str, body: &[u8]) -> Result<T, KubeError> {
@@ -351,6 +402,39 @@ impl KubeClient {
         label_selector: Option<&str>,
     ) -> Result<Vec<R>, KubeError> {
         let call = Self::what::<R>("list", ns, None);
+        Ok(self.list_selected(call, ns, label_selector, None).await?.0)
+    }
+
+    /// The object named `name` as a list (`fieldSelector=metadata.name=<name>`, which RBAC
+    /// authorizes against `resourceNames`), with the list's `resourceVersion` to watch from
+    /// ([`crate::watch`]); `None` when it does not exist.
+    pub async fn list_named<R: Resource>(
+        &self,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<(Option<R>, String), KubeError> {
+        let selector = format!("metadata.name={name}");
+        let call = Self::what::<R>("list", ns, Some(name));
+        let (items, rv) = self
+            .list_selected::<R>(call.clone(), ns, None, Some(&selector))
+            .await?;
+        let rv = rv
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| KubeError::Protocol {
+                call,
+                detail: "the list has no metadata.resourceVersion".into(),
+            })?;
+        Ok((items.into_iter().find(|o| o.metadata().name == name), rv))
+    }
+
+    /// Every page of a list; the items and the last page's `resourceVersion`.
+    async fn list_selected<R: Resource>(
+        &self,
+        call: String,
+        ns: Option<&str>,
+        label_selector: Option<&str>,
+        field_selector: Option<&str>,
+    ) -> Result<(Vec<R>, Option<String>), KubeError> {
         let limit = PAGE_SIZE.to_string();
         let mut items = Vec::new();
         let mut next: Option<String> = None;
@@ -358,6 +442,9 @@ impl KubeClient {
             let mut query = vec![("limit", limit.as_str())];
             if let Some(sel) = label_selector {
                 query.push(("labelSelector", sel));
+            }
+            if let Some(sel) = field_selector {
+                query.push(("fieldSelector", sel));
             }
             if let Some(c) = next.as_deref() {
                 query.push(("continue", c));
@@ -367,13 +454,50 @@ impl KubeClient {
             let page: List<R> = Self::decode(&call, &body)?;
             items.extend(page.items);
             match page.metadata.continue_token.filter(|c| !c.is_empty()) {
-                None => return Ok(items),
+                None => return Ok((items, page.metadata.resource_version)),
                 Some(c) => next = Some(c),
             }
         }
         Err(KubeError::Protocol {
             call,
             detail: format!("more than {MAX_PAGES} pages"),
+        })
+    }
+
+    /// Opens a watch of the object named `name` from `resource_version`
+    /// (`?watch=true&fieldSelector=metadata.name=<name>&resourceVersion=..&allowWatchBookmarks=true&timeoutSeconds=..`):
+    /// the stream of its events, which the server ends after `timeout`. The request may last
+    /// `timeout` plus [`WATCH_SLACK`], no longer. A 410 (`Expired`) means: list again.
+    pub async fn watch_named<R: Resource>(
+        &self,
+        ns: Option<&str>,
+        name: &str,
+        resource_version: &str,
+        timeout: Duration,
+    ) -> Result<WatchStream, KubeError> {
+        let call = Self::what::<R>("watch", ns, Some(name));
+        let selector = format!("metadata.name={name}");
+        let seconds = timeout.as_secs().max(1).to_string();
+        let query = [
+            ("watch", "true"),
+            ("fieldSelector", selector.as_str()),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", seconds.as_str()),
+        ];
+        let url = self.url(&Self::segments::<R>(ns, None), &query);
+        let shown = kk_core::urls::redact_url(url.as_str());
+        let limit = Duration::from_secs(timeout.as_secs().max(1)) + WATCH_SLACK;
+        let resp = self
+            .start::<()>(&call, Method::GET, url, None, Some(limit))
+            .await?;
+        Ok(WatchStream {
+            client: self.clone(),
+            call,
+            shown,
+            limit,
+            resp,
+            lines: crate::watch::LineBuffer::new(crate::watch::MAX_LINE),
         })
     }
 
@@ -413,6 +537,47 @@ impl KubeClient {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// The stream of a watch ([`KubeClient::watch_named`]): newline-delimited JSON events.
+pub struct WatchStream {
+    client: KubeClient,
+    call: String,
+    shown: String,
+    limit: Duration,
+    resp: reqwest::Response,
+    lines: crate::watch::LineBuffer,
+}
+
+impl std::fmt::Debug for WatchStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchStream")
+            .field("call", &self.call)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WatchStream {
+    /// The next line (one event), `Ok(None)` when the server ended the stream. A line longer
+    /// than [`crate::watch::MAX_LINE`] is an error.
+    pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, KubeError> {
+        loop {
+            if let Some(line) = self.lines.next_line() {
+                return Ok(Some(line));
+            }
+            let chunk = self.resp.chunk().await.map_err(|e| {
+                self.client
+                    .transport_error(&self.call, &self.shown, self.limit, e)
+            })?;
+            match chunk {
+                Some(c) => self.lines.push(&c).map_err(|max| KubeError::Protocol {
+                    call: self.call.clone(),
+                    detail: format!("a watch event longer than {max} bytes"),
+                })?,
+                None => return Ok(self.lines.finish()),
+            }
+        }
     }
 }
 

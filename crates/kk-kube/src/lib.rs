@@ -4,8 +4,9 @@
 //! | module | concern |
 //! |---|---|
 //! | [`config`] | where the API is and the credential: a kubeconfig file (typed with [`kk_core::kubeconfig`]) or the pod's ServiceAccount |
-//! | [`client`] | [`KubeClient`]: get, create, list (label selector, every page), update, delete; `/version` |
-//! | [`types`] | `Namespace`, `RoleBinding`, `ClusterRole`, `ObjectMeta`, `List`, `Status`, `DeleteOptions` |
+//! | [`client`] | [`KubeClient`]: get, create, list (label selector, every page; one object by name), watch one object, update, delete; `/version` |
+//! | [`types`] | `Namespace`, `RoleBinding`, `ClusterRole`, `ConfigMap`, `ObjectMeta`, `List`, `Status`, `DeleteOptions`, watch events |
+//! | [`watch`] | [`watch::ObjectWatch`]: one named object, list then watch, relist on 410, capped back-off |
 //! | [`error`] | [`KubeError`]: 404, 409, 429, 5xx, timeouts... classified |
 //!
 //! Why not `kube` + `k8s-openapi`: this project reads and writes three kinds with five verbs;
@@ -22,6 +23,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod types;
+pub mod watch;
 
 pub use client::{ClientSettings, KubeClient};
 pub use config::{ClusterConfig, ConfigError, Credential};

@@ -1,6 +1,6 @@
 //! The Kubernetes objects this client reads and writes, typed by hand with the API's JSON names:
-//! [`Namespace`], [`RoleBinding`], [`ClusterRole`], their [`ObjectMeta`], [`List`], [`Status`]
-//! and [`DeleteOptions`].
+//! [`Namespace`], [`RoleBinding`], [`ClusterRole`], [`ConfigMap`], their [`ObjectMeta`],
+//! [`List`], [`Status`], [`DeleteOptions`] and the [`RawWatchEvent`] of a watch stream.
 //!
 //! Only the fields this project uses are named. Everything else an object carries (`spec`,
 //! `status`, `rules`, `creationTimestamp`, `managedFields`, `finalizers`, ...) is kept in a
@@ -235,6 +235,67 @@ impl Resource for ClusterRole {
     }
 }
 
+/// A `ConfigMap` (`v1`): its string `data`; `binaryData` and the rest are kept, not looked into.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMap {
+    /// `v1`.
+    #[serde(default = "core_v1")]
+    pub api_version: String,
+    /// `ConfigMap`.
+    #[serde(default = "config_map_kind")]
+    pub kind: String,
+    /// `metadata`.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// `data`: UTF-8 values by key.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub data: BTreeMap<String, String>,
+    /// `binaryData`, `immutable`, ...
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+
+impl ConfigMap {
+    /// A new ConfigMap object (for a create).
+    pub fn new(metadata: ObjectMeta, data: BTreeMap<String, String>) -> Self {
+        Self {
+            api_version: core_v1(),
+            kind: config_map_kind(),
+            metadata,
+            data,
+            rest: BTreeMap::new(),
+        }
+    }
+}
+
+impl Resource for ConfigMap {
+    const API_VERSION: &'static str = "v1";
+    const KIND: &'static str = "ConfigMap";
+    const PLURAL: &'static str = "configmaps";
+    const NAMESPACED: bool = true;
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+}
+
+/// One line of a watch stream (`?watch=true`), as sent: `{"type": "ADDED", "object": {...}}`.
+/// `type` is `ADDED`, `MODIFIED`, `DELETED` (`object`: the object), `BOOKMARK` (`object`: only
+/// `metadata.resourceVersion`) or `ERROR` (`object`: a [`Status`], e.g. 410 `Expired`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawWatchEvent {
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The object, or the `Status` of an `ERROR`.
+    #[serde(default)]
+    pub object: Value,
+}
+
 /// A list answer (`NamespaceList`, `RoleBindingList`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", bound(deserialize = "T: DeserializeOwned"))]
@@ -338,6 +399,9 @@ fn role_binding_kind() -> String {
 }
 fn cluster_role_kind() -> String {
     "ClusterRole".into()
+}
+fn config_map_kind() -> String {
+    "ConfigMap".into()
 }
 
 /// `null` read as the default, as client-go reads it.
@@ -472,6 +536,30 @@ mod tests {
             serde_json::to_value(DeleteOptions::at(None)).unwrap(),
             json!({"apiVersion": "v1", "kind": "DeleteOptions"})
         );
+    }
+
+    #[test]
+    fn a_config_map_round_trips_and_null_data_reads_as_none() {
+        let served = json!({
+            "kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": "k8s-auth-policy", "namespace": "kube-system", "resourceVersion": "77"},
+            "data": {"policies": "[]", "syncConfig": "role-mappings: []\n"},
+            "binaryData": {"b": "AAE="}
+        });
+        let cm: ConfigMap = serde_json::from_value(served.clone()).unwrap();
+        assert_eq!(cm.data["policies"], "[]");
+        assert_eq!(cm.metadata.resource_version.as_deref(), Some("77"));
+        assert!(cm.rest.contains_key("binaryData"));
+        assert_eq!(serde_json::to_value(&cm).unwrap(), served);
+        let bare: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "x"}, "data": null})).unwrap();
+        assert!(bare.data.is_empty());
+        assert_eq!(
+            (bare.api_version.as_str(), bare.kind.as_str()),
+            ("v1", "ConfigMap")
+        );
+        // A value that is not a string is not a ConfigMap (the API never sends one).
+        assert!(serde_json::from_value::<ConfigMap>(json!({"data": {"k": 1}})).is_err());
     }
 
     proptest::proptest! {

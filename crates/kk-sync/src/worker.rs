@@ -26,6 +26,10 @@
 //!   [`Settings::all_projects`]) are synced the same way. Without a directory, the projects
 //!   seen since start are synced again from their users' last TokenReviews (drift repaired;
 //!   a role removal applies at the user's next login).
+//! * [`SyncHandle::set_rules`] (a reloaded sync config) hands the worker new rules: it uses them
+//!   from its next item on and starts a full resync at once. Rules with nothing to sync (no
+//!   `data-types-to-sync`) pause it: waiting work is dropped and observations are ignored until
+//!   rules with something to sync come.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -202,6 +206,10 @@ struct Status {
 struct Shared {
     queue: Mutex<Queue>,
     wake: Notify,
+    /// New rules for the worker to take ([`SyncHandle::set_rules`]).
+    new_rules: Mutex<Option<Rules>>,
+    /// Whether the rules in force (or about to be) sync anything.
+    enabled: std::sync::atomic::AtomicBool,
     metrics: Arc<Metrics>,
     capacity: usize,
     status: Mutex<Status>,
@@ -233,8 +241,12 @@ impl std::fmt::Debug for SyncHandle {
 }
 
 impl SyncHandle {
-    /// Schedules the observation's project for sync. Never waits, never fails.
+    /// Schedules the observation's project for sync. Never waits, never fails. Ignored while
+    /// the rules sync nothing.
     pub fn observe(&self, obs: Observation) {
+        if !self.enabled() {
+            return;
+        }
         let now = Instant::now();
         let mut q = lock(&self.shared.queue);
         let recent_key = (obs.project.id.clone(), obs.user_id.clone());
@@ -272,6 +284,21 @@ impl SyncHandle {
         self.shared.update_gauge(&q);
         drop(q);
         self.shared.wake.notify_one();
+    }
+
+    /// Replaces the rules (a reloaded sync config): the worker takes them before its next item
+    /// and, when they differ, starts a full resync at once. Never waits.
+    pub fn set_rules(&self, rules: Rules) {
+        self.shared
+            .enabled
+            .store(rules.enabled(), Ordering::Relaxed);
+        *lock(&self.shared.new_rules) = Some(rules);
+        self.shared.wake.notify_one();
+    }
+
+    /// Whether the rules sync anything (`data-types-to-sync` is not empty).
+    pub fn enabled(&self) -> bool {
+        self.shared.enabled.load(Ordering::Relaxed)
     }
 
     /// The sync's health.
@@ -374,6 +401,8 @@ pub fn new<C: Cluster, D: Directory>(
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue::default()),
         wake: Notify::new(),
+        new_rules: Mutex::new(None),
+        enabled: std::sync::atomic::AtomicBool::new(settings.rules.enabled()),
         metrics,
         capacity: settings.queue_capacity.max(1),
         status: Mutex::new(Status::default()),
@@ -414,6 +443,15 @@ impl<C: Cluster, D: Directory> Worker<C, D> {
             }
         }
         loop {
+            self.take_new_rules();
+            if !self.settings.rules.enabled() {
+                // Paused: nothing to sync until new rules come.
+                let wake = self.shared.wake.notified();
+                if lock(&self.shared.new_rules).is_none() {
+                    wake.await;
+                }
+                continue;
+            }
             if Instant::now() >= self.next_resync {
                 self.start_resync().await;
             }
@@ -431,6 +469,40 @@ impl<C: Cluster, D: Directory> Worker<C, D> {
                 () = wake => {}
                 () = tokio::time::sleep_until(until) => {}
             }
+        }
+    }
+
+    /// Takes rules given to [`SyncHandle::set_rules`]: different ones start a full resync now
+    /// (the run in progress is abandoned); rules that sync nothing drop the waiting work.
+    fn take_new_rules(&mut self) {
+        let Some(rules) = lock(&self.shared.new_rules).take() else {
+            return;
+        };
+        if rules == self.settings.rules {
+            return;
+        }
+        info!(
+            namespaces = rules.namespaces,
+            role_bindings = rules.bindings,
+            namespace_format = %rules.namespace_format,
+            "namespace sync: new rules from the sync config{}",
+            if rules.enabled() { "; full resync now" } else { ": nothing to sync, paused" }
+        );
+        self.settings.rules = rules;
+        self.noted.clear();
+        self.cluster_roles = None;
+        self.resync = None;
+        self.next_resync = Instant::now();
+        if !self.settings.rules.enabled() {
+            let mut q = lock(&self.shared.queue);
+            q.pending.clear();
+            q.ready.clear();
+            q.ready_resync.clear();
+            q.recent.clear();
+            self.shared.update_gauge(&q);
+        } else {
+            // What was synced under the old rules is not done under the new ones.
+            lock(&self.shared.queue).recent.clear();
         }
     }
 

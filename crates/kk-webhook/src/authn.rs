@@ -62,8 +62,38 @@ pub struct Authenticator {
     metrics: Arc<Metrics>,
     /// Whether skipping an access-rule credential's groups was logged (once per process).
     groups_skip_logged: AtomicBool,
-    /// The sync config's role mappings, applied to every authenticated user.
-    role_mappings: Vec<RoleMapping>,
+    /// The sync config's role mappings, applied to every authenticated user (replaced when the
+    /// sync config is reloaded).
+    role_mappings: RoleMappings,
+}
+
+/// The role mappings in force, shared by the token reviews and the namespace sync's naming of
+/// users, replaced as a whole when the sync config is reloaded.
+#[derive(Debug, Clone, Default)]
+pub struct RoleMappings(Arc<std::sync::RwLock<Arc<Vec<RoleMapping>>>>);
+
+impl RoleMappings {
+    /// Mappings to start with.
+    pub fn new(mappings: Vec<RoleMapping>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(Arc::new(mappings))))
+    }
+
+    /// The mappings in force.
+    pub fn current(&self) -> Arc<Vec<RoleMapping>> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces them.
+    pub fn set(&self, mappings: Vec<RoleMapping>) {
+        let new = Arc::new(mappings);
+        match self.0.write() {
+            Ok(mut g) => *g = new,
+            Err(p) => *p.into_inner() = new,
+        }
+    }
 }
 
 impl Authenticator {
@@ -74,7 +104,7 @@ impl Authenticator {
         service_type: String,
         username_format: UsernameFormat,
         max_token_length: usize,
-        role_mappings: Vec<RoleMapping>,
+        role_mappings: RoleMappings,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -141,7 +171,11 @@ impl Authenticator {
             Outcome::Authenticated(id) => Review {
                 status: TokenReviewStatus {
                     authenticated: true,
-                    user: Some(user_info(&id, self.username_format, &self.role_mappings)),
+                    user: Some(user_info(
+                        &id,
+                        self.username_format,
+                        &self.role_mappings.current(),
+                    )),
                     error: None,
                 },
                 result: "authenticated",

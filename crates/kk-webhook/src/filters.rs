@@ -7,6 +7,7 @@
 //! | `POST /authorize` | SubjectAccessReview only |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /healthz/sync` | the namespace sync's health (JSON); 503 while it fails |
+//! | `GET /healthz/configmaps` | the policy and sync ConfigMap watches (JSON); 503 while one is broken or its ConfigMap is not in force |
 //! | `GET /readyz` | 200 when Keystone answered recently or answers now, else 503 |
 //! | `GET /metrics` | Prometheus text |
 
@@ -109,6 +110,10 @@ pub fn routes(state: Arc<State>) -> impl Filter<Extract = (Response,), Error = I
         .and(warp::get())
         .and(with_state(state.clone()))
         .and_then(handlers::healthz_sync);
+    let healthz_configmaps = warp::path!("healthz" / "configmaps")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and_then(handlers::healthz_configmaps);
     let readyz = get("readyz")
         .and(with_state(state.clone()))
         .and_then(handlers::readyz);
@@ -132,6 +137,8 @@ pub fn routes(state: Arc<State>) -> impl Filter<Extract = (Response,), Error = I
         .or(healthz)
         .unify()
         .or(healthz_sync)
+        .unify()
+        .or(healthz_configmaps)
         .unify()
         .or(readyz)
         .unify()
@@ -161,7 +168,7 @@ async fn handle_rejection(r: Rejection, state: Arc<State>) -> Result<Response, I
             "body_error",
         )
     } else if r.is_not_found() {
-        (StatusCode::NOT_FOUND, "not found: the routes are POST /webhook, /authenticate, /authorize and GET /healthz, /healthz/sync, /readyz, /metrics".to_string(), "not_found")
+        (StatusCode::NOT_FOUND, "not found: the routes are POST /webhook, /authenticate, /authorize and GET /healthz, /healthz/sync, /healthz/configmaps, /readyz, /metrics".to_string(), "not_found")
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
         (
             StatusCode::METHOD_NOT_ALLOWED,

@@ -299,12 +299,13 @@ pub async fn healthz() -> Result<Response, std::convert::Infallible> {
     Ok(warp::reply::with_header("ok\n", "content-type", "text/plain").into_response())
 }
 
-/// `GET /healthz/sync`: the namespace sync's health, as JSON: `{"sync": "off"}`, or
+/// `GET /healthz/sync`: the namespace sync's health, as JSON: `{"sync": "off"}` (also while a
+/// sync config from a ConfigMap syncs nothing), or
 /// `{"sync": "ok" | "failing", ...}` with the last error, the last success and the last full
 /// resync; HTTP 503 while failing. Authentication (and `/healthz`, `/readyz`) never depend on
 /// it.
 pub async fn healthz_sync(state: Arc<State>) -> Result<Response, std::convert::Infallible> {
-    let Some(sync) = &state.sync else {
+    let Some(sync) = state.sync.as_ref().filter(|s| s.enabled()) else {
         return Ok(warp::reply::json(&serde_json::json!({"sync": "off"})).into_response());
     };
     let health = sync.health();
@@ -316,6 +317,29 @@ pub async fn healthz_sync(state: Arc<State>) -> Result<Response, std::convert::I
         );
     }
     let code = if health.failing {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Ok(warp::reply::with_status(warp::reply::json(&body), code).into_response())
+}
+
+/// `GET /healthz/configmaps`: the policy and sync ConfigMap watches, as JSON:
+/// `{"configmaps": "off"}`, or `{"configmaps": "ok" | "failing", "watches": [...]}` with, per
+/// ConfigMap, the watch's error while it is broken, why the ConfigMap as stored is not in force
+/// (rejected, deleted) and the version in force; HTTP 503 while one is failing. Authentication
+/// (and `/healthz`, `/readyz`) never depend on it: the last good content stays in force.
+pub async fn healthz_configmaps(state: Arc<State>) -> Result<Response, std::convert::Infallible> {
+    if state.configmaps.is_empty() {
+        return Ok(warp::reply::json(&serde_json::json!({"configmaps": "off"})).into_response());
+    }
+    let watches: Vec<_> = state.configmaps.iter().map(|w| w.health()).collect();
+    let failing = watches.iter().any(|w| w.failing);
+    let body = serde_json::json!({
+        "configmaps": if failing { "failing" } else { "ok" },
+        "watches": watches,
+    });
+    let code = if failing {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
@@ -476,10 +500,12 @@ mod tests {
                 serve_stale: false,
             },
             policy_file: Some(policy),
+            policy_configmap: None,
             policy_reload_interval: Duration::from_secs(2),
             policy_strict: false,
             sync_strict: false,
             sync_config_file: None,
+            sync_configmap: None,
             sync: Default::default(),
             kubernetes: Default::default(),
             log_level: "info".into(),
@@ -508,6 +534,22 @@ mod tests {
             .await;
         assert_eq!(reply.status(), 200);
         serde_json::from_slice(reply.body()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn configmap_health_is_off_without_a_configmap() {
+        let dir = tempfile::tempdir().unwrap();
+        let res = warp::test::request()
+            .path("/healthz/configmaps")
+            .reply(&super::super::filters::routes(state_allowing_everything(
+                dir.path(),
+            )))
+            .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(res.body()).unwrap(),
+            serde_json::json!({"configmaps": "off"})
+        );
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 //! | [`cache`] | the TTL token cache with single flight |
 //! | [`filters`], [`handlers`], [`authn`] | routes, their handlers, token reviews |
 //! | [`tls`], [`reload`] | TLS serving, certificate and policy reloading |
+//! | [`configmaps`] | the policy and sync config from ConfigMaps in kube-system, watched |
 //! | [`State::sync`] | the namespace sync (crate `kk-sync`), fed by successful TokenReviews |
 //!
 //! Layout (after warp's `examples/todos.rs`): [`filters`] composes the routes, [`handlers`]
@@ -17,6 +18,7 @@
 pub mod authn;
 pub mod cache;
 pub mod config;
+pub mod configmaps;
 pub mod filters;
 pub mod handlers;
 pub mod identity;
@@ -37,7 +39,7 @@ use tokio::sync::{Notify, Semaphore};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use authn::Authenticator;
+use authn::{Authenticator, RoleMappings};
 use kk_core::keystone::{ClientSettings, KeystoneClient};
 use kk_core::metrics::Metrics;
 use kk_policy::Policy;
@@ -66,17 +68,84 @@ pub struct State {
     policy: RwLock<Arc<Policy>>,
     /// `policy.strict`, for reloads.
     policy_strict: bool,
+    /// `sync.strict`, for reloads.
+    sync_strict: bool,
+    /// The role mappings in force (shared with the authenticator and the sync's user names).
+    role_mappings: RoleMappings,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// The namespace sync, when the sync config has `data-types-to-sync`.
+    /// The namespace sync, when the sync config has `data-types-to-sync` (or comes from a
+    /// ConfigMap, whose updates may turn it on).
     pub sync: Option<kk_sync::SyncHandle>,
     /// Its worker until [`run`] starts it.
     sync_worker: Mutex<Option<SyncWorker>>,
+    /// The ConfigMap watches' health (`/healthz/configmaps`).
+    pub configmaps: Vec<Arc<configmaps::WatchStatus>>,
+    /// The ConfigMaps read at start-up, until [`run`] starts their watches.
+    configmap_watches: Mutex<Vec<(kk_kube::KubeClient, configmaps::Fetched)>>,
+}
+
+/// Where the policy or the sync config comes from, for messages.
+enum Origin<'a> {
+    File(&'a Path),
+    ConfigMap(&'a configmaps::Source),
+}
+
+impl std::fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::File(p) => write!(f, "file {}", p.display()),
+            Origin::ConfigMap(s) => write!(f, "in {}", s.shown()),
+        }
+    }
 }
 
 impl State {
     /// Builds the state from a validated config: Keystone client, cache, first policy load.
+    /// A config with a policy or sync ConfigMap needs [`State::load`] (which reads them).
     pub fn build(config: &Config, metrics: Arc<Metrics>) -> Result<Self> {
+        if config.policy_configmap.is_some() || config.sync_configmap.is_some() {
+            anyhow::bail!("a ConfigMap source is read by State::load, not State::build");
+        }
+        Self::assemble(config, metrics, None, Vec::new())
+    }
+
+    /// [`State::build`], after reading the policy and sync ConfigMaps (they must exist, hold
+    /// their key and parse).
+    pub async fn load(config: &Config, metrics: Arc<Metrics>) -> Result<Self> {
+        let sources: Vec<configmaps::Source> = [
+            (configmaps::Content::Policy, &config.policy_configmap),
+            (configmaps::Content::SyncConfig, &config.sync_configmap),
+        ]
+        .into_iter()
+        .filter_map(|(content, name)| {
+            name.clone()
+                .map(|name| configmaps::Source { content, name })
+        })
+        .collect();
+        if sources.is_empty() {
+            return Self::build(config, metrics);
+        }
+        let client = kube_client(config, &|| {
+            let flags: Vec<String> = sources
+                .iter()
+                .map(|s| format!("{} {}", s.content.flag(), s.name))
+                .collect();
+            format!("{} reads the Kubernetes API", flags.join(" and "))
+        })?;
+        let mut fetched = Vec::new();
+        for source in sources {
+            fetched.push(configmaps::fetch(&client, source).await?);
+        }
+        Self::assemble(config, metrics, Some(client), fetched)
+    }
+
+    fn assemble(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        kube: Option<kk_kube::KubeClient>,
+        fetched: Vec<configmaps::Fetched>,
+    ) -> Result<Self> {
         let keystone = KeystoneClient::new(
             &ClientSettings {
                 url: config.keystone.url.clone(),
@@ -89,12 +158,36 @@ impl State {
             },
             Some(metrics.clone()),
         )?;
-        let policy = match &config.policy_file {
-            Some(path) => {
-                let p = load_policy(path, config.policy_strict, &metrics)?;
+        let from_configmap = |content| fetched.iter().find(|f| f.source.content == content);
+        let startup =
+            |source: &configmaps::Source| format!("{} {}", source.content.flag(), source.name);
+        let policy = match (
+            &config.policy_file,
+            from_configmap(configmaps::Content::Policy),
+        ) {
+            (Some(path), _) => Some((load_policy(path, config.policy_strict, &metrics)?, "file")),
+            (None, Some(f)) => {
+                let text = f
+                    .source
+                    .text(&f.configmap)
+                    .with_context(|| startup(&f.source))?;
+                let p = parse_policy(
+                    text,
+                    &Origin::ConfigMap(&f.source),
+                    config.policy_strict,
+                    &metrics,
+                )
+                .with_context(|| startup(&f.source))?;
+                info!(configmap = %f.source.shown(), rules = p.len(), "policy loaded");
+                Some((p, "configmap"))
+            }
+            (None, None) => None,
+        };
+        let policy = match policy {
+            Some((p, source)) => {
                 metrics.inc(
                     kk_core::metrics::Counter::PolicyReloads,
-                    &[("result", "success")],
+                    &[("source", source), ("result", "success")],
                 );
                 p
             }
@@ -103,24 +196,79 @@ impl State {
         metrics
             .policy_rules
             .store(policy.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let sync_config = match &config.sync_config_file {
-            Some(path) => Some((path, load_sync_config(path, config.sync_strict)?)),
-            None => None,
+        let sync_config = match (
+            &config.sync_config_file,
+            from_configmap(configmaps::Content::SyncConfig),
+        ) {
+            (Some(path), _) => Some((
+                load_sync_config(path, config.sync_strict)?,
+                Origin::File(path),
+            )),
+            (None, Some(f)) => {
+                let text = f
+                    .source
+                    .text(&f.configmap)
+                    .with_context(|| startup(&f.source))?;
+                let c = parse_sync_config(text, &Origin::ConfigMap(&f.source), config.sync_strict)
+                    .with_context(|| startup(&f.source))?;
+                Some((c, Origin::ConfigMap(&f.source)))
+            }
+            (None, None) => None,
         };
-        let role_mappings = sync_config
-            .as_ref()
-            .map(|(_, c)| c.role_mappings.clone())
-            .unwrap_or_default();
+        if let Some((_, origin)) = &sync_config {
+            let source = match origin {
+                Origin::File(_) => "file",
+                Origin::ConfigMap(_) => "configmap",
+            };
+            metrics.inc(
+                kk_core::metrics::Counter::SyncConfigReloads,
+                &[("source", source), ("result", "success")],
+            );
+        }
+        let role_mappings = RoleMappings::new(
+            sync_config
+                .as_ref()
+                .map(|(c, _)| c.role_mappings.clone())
+                .unwrap_or_default(),
+        );
         let (sync, sync_worker) = match &sync_config {
-            Some((path, sc)) => build_sync(config, path, sc, &keystone, metrics.clone())?,
+            Some((sc, origin)) => {
+                // A sync ConfigMap's updates may turn the sync on: its worker always exists.
+                let always = match origin {
+                    Origin::ConfigMap(_) => kube.clone(),
+                    Origin::File(_) => None,
+                };
+                build_sync(
+                    config,
+                    origin,
+                    sc,
+                    &keystone,
+                    &role_mappings,
+                    always,
+                    metrics.clone(),
+                )?
+            }
             None => {
-                if config.kubernetes.kubeconfig.is_some() {
+                if config.kubernetes.kubeconfig.is_some() && kube.is_none() {
                     info!(
                         "the kubeconfig is not used: without a sync config file there is nothing to sync"
                     );
                 }
                 (None, None)
             }
+        };
+        let statuses: Vec<Arc<configmaps::WatchStatus>> = fetched
+            .iter()
+            .map(|f| {
+                Arc::new(configmaps::WatchStatus::new(
+                    f.source.clone(),
+                    f.configmap.metadata.resource_version.clone(),
+                ))
+            })
+            .collect();
+        let watches = match kube {
+            Some(client) => fetched.into_iter().map(|f| (client.clone(), f)).collect(),
+            None => Vec::new(),
         };
         Ok(Self {
             authenticator: Authenticator::new(
@@ -129,14 +277,18 @@ impl State {
                 config.keystone.service_type.clone(),
                 config.username_format,
                 config.max_token_length,
-                role_mappings,
+                role_mappings.clone(),
                 metrics.clone(),
             ),
             policy: RwLock::new(Arc::new(policy)),
             policy_strict: config.policy_strict,
+            sync_strict: config.sync_strict,
+            role_mappings,
             metrics,
             sync,
             sync_worker: Mutex::new(sync_worker),
+            configmaps: statuses,
+            configmap_watches: Mutex::new(watches),
         })
     }
 
@@ -158,32 +310,145 @@ impl State {
 
     /// Re-reads the policy file; an invalid file leaves the policy in force.
     pub fn reload_policy(&self, path: &Path) {
-        match load_policy(path, self.policy_strict, &self.metrics) {
+        let result = load_policy(path, self.policy_strict, &self.metrics);
+        // Logged and counted inside.
+        let _ = self.policy_loaded(result, &Origin::File(path));
+    }
+
+    /// A policy read (from the file or a ConfigMap): put in force, or rejected keeping the
+    /// policy in force; logged and counted in `policy_reloads_total{source, result}`.
+    fn policy_loaded(&self, result: Result<Policy>, origin: &Origin<'_>) -> Result<()> {
+        let source = match origin {
+            Origin::File(_) => "file",
+            Origin::ConfigMap(_) => "configmap",
+        };
+        match result {
             Ok(p) => {
-                info!(file = %path.display(), rules = p.len(), "policy reloaded");
+                info!(source = %origin, rules = p.len(), "policy reloaded");
                 self.metrics
                     .policy_rules
                     .store(p.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 self.metrics.inc(
                     kk_core::metrics::Counter::PolicyReloads,
-                    &[("result", "success")],
+                    &[("source", source), ("result", "success")],
                 );
                 match self.policy.write() {
                     Ok(mut g) => *g = Arc::new(p),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(p),
                 }
+                Ok(())
             }
             Err(e) => {
-                error!(
-                    error = format!("{e:#}"),
-                    "policy file rejected; keeping the policy in force"
-                );
+                if let Origin::File(_) = origin {
+                    error!(
+                        error = format!("{e:#}"),
+                        "policy file rejected; keeping the policy in force"
+                    );
+                }
                 self.metrics.inc(
                     kk_core::metrics::Counter::PolicyReloads,
-                    &[("result", "failure")],
+                    &[("source", source), ("result", "failure")],
                 );
+                Err(e)
             }
         }
+    }
+
+    /// A sync config read (from its ConfigMap): its role mappings and sync rules put in
+    /// force, or rejected keeping the sync config in force; counted in
+    /// `sync_config_reloads_total{source, result}`.
+    fn sync_config_loaded(
+        &self,
+        result: Result<kk_policy::sync_config::SyncConfig>,
+        origin: &Origin<'_>,
+    ) -> Result<()> {
+        let source = match origin {
+            Origin::File(_) => "file",
+            Origin::ConfigMap(_) => "configmap",
+        };
+        let outcome = |r: &'static str| {
+            self.metrics.inc(
+                kk_core::metrics::Counter::SyncConfigReloads,
+                &[("source", source), ("result", r)],
+            );
+        };
+        match result {
+            Ok(c) => {
+                self.role_mappings.set(c.role_mappings.clone());
+                match &self.sync {
+                    Some(sync) => sync.set_rules(kk_sync::plan::Rules::from_config(&c)),
+                    None if !c.data_types_to_sync.is_empty() => warn!(
+                        source = %origin,
+                        "the sync config now sets data-types-to-sync, but the namespace sync was not started with this process: restart it to sync"
+                    ),
+                    None => {}
+                }
+                info!(source = %origin, role_mappings = c.role_mappings.len(), data_types_to_sync = ?c.data_types_to_sync, "sync config reloaded");
+                outcome("success");
+                Ok(())
+            }
+            Err(e) => {
+                outcome("failure");
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts the watches of the ConfigMaps read at start-up (once).
+    fn spawn_configmap_watches(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let watches = std::mem::take(
+            &mut *self
+                .configmap_watches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        watches
+            .into_iter()
+            .filter_map(|(client, fetched)| {
+                let status = self
+                    .configmaps
+                    .iter()
+                    .find(|s| s.source == fetched.source)?
+                    .clone();
+                let target: Arc<dyn configmaps::Apply> = Arc::new(ApplyTo(self.clone()));
+                Some(tokio::spawn(configmaps::watch(
+                    client,
+                    fetched,
+                    kk_kube::watch::WatchSettings::default(),
+                    status,
+                    target,
+                )))
+            })
+            .collect()
+    }
+}
+
+/// The state, as what a ConfigMap watch applies its updates to.
+struct ApplyTo(Arc<State>);
+
+impl configmaps::Apply for ApplyTo {
+    fn apply(&self, source: &configmaps::Source, text: &str) -> Result<()> {
+        let origin = Origin::ConfigMap(source);
+        match source.content {
+            configmaps::Content::Policy => {
+                let parsed = parse_policy(text, &origin, self.0.policy_strict, &self.0.metrics);
+                self.0.policy_loaded(parsed, &origin)
+            }
+            configmaps::Content::SyncConfig => {
+                let parsed = parse_sync_config(text, &origin, self.0.sync_strict);
+                self.0.sync_config_loaded(parsed, &origin)
+            }
+        }
+    }
+
+    fn refused(&self, source: &configmaps::Source) {
+        let counter = match source.content {
+            configmaps::Content::Policy => kk_core::metrics::Counter::PolicyReloads,
+            configmaps::Content::SyncConfig => kk_core::metrics::Counter::SyncConfigReloads,
+        };
+        self.0
+            .metrics
+            .inc(counter, &[("source", "configmap"), ("result", "failure")]);
     }
 }
 
@@ -192,18 +457,26 @@ impl State {
 pub fn load_policy(path: &Path, strict: bool, metrics: &Metrics) -> Result<Policy> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read policy file {}", path.display()))?;
-    let mut parsed =
-        Policy::parse(&text).with_context(|| format!("invalid policy file {}", path.display()))?;
+    parse_policy(&text, &Origin::File(path), strict, metrics)
+}
+
+/// Parses a policy (from a file or a ConfigMap, as `origin` says); the rest as [`load_policy`].
+fn parse_policy(
+    text: &str,
+    origin: &Origin<'_>,
+    strict: bool,
+    metrics: &Metrics,
+) -> Result<Policy> {
+    let mut parsed = Policy::parse(text).with_context(|| format!("invalid policy {origin}"))?;
     if strict {
         parsed = parsed.strict().with_context(|| {
             format!(
-                "invalid policy file {} (policy.strict is on; turn it off to load such rules as Go does)",
-                path.display()
+                "invalid policy {origin} (policy.strict is on; turn it off to load such rules as Go does)"
             )
         })?;
     }
     for w in &parsed.warnings {
-        warn!(file = %path.display(), "policy: {w}");
+        warn!(source = %origin, "policy: {w}");
     }
     metrics.policy_skipped_rules.store(
         parsed.skipped.len() as u64,
@@ -215,25 +488,34 @@ pub fn load_policy(path: &Path, strict: bool, metrics: &Metrics) -> Result<Polic
 /// Reads and validates the sync config file; logs its warnings (strict mode refuses what they
 /// name). Errors name the file.
 pub fn load_sync_config(path: &Path, strict: bool) -> Result<kk_policy::sync_config::SyncConfig> {
-    use kk_policy::sync_config;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read sync config file {}", path.display()))?;
-    let invalid = || format!("invalid sync config file {}", path.display());
+    parse_sync_config(&text, &Origin::File(path), strict)
+}
+
+/// Validates a sync config (from a file or a ConfigMap); the rest as [`load_sync_config`].
+fn parse_sync_config(
+    text: &str,
+    origin: &Origin<'_>,
+    strict: bool,
+) -> Result<kk_policy::sync_config::SyncConfig> {
+    use kk_policy::sync_config;
+    let invalid = || format!("invalid sync config {origin}");
     let config = if strict {
-        sync_config::parse_strict(&text)
+        sync_config::parse_strict(text)
             .map_err(|m| anyhow::anyhow!(m))
             .with_context(invalid)?
     } else {
-        let parsed = sync_config::parse(&text)
+        let parsed = sync_config::parse(text)
             .map_err(|m| anyhow::anyhow!(m))
             .with_context(invalid)?;
         for w in &parsed.warnings {
-            warn!(file = %path.display(), "sync config: {w}");
+            warn!(source = %origin, "sync config: {w}");
         }
         parsed.config
     };
     info!(
-        file = %path.display(),
+        source = %origin,
         role_mappings = config.role_mappings.len(),
         data_types_to_sync = ?config.data_types_to_sync,
         "sync config loaded (role mappings apply to every authenticated user)"
@@ -241,30 +523,9 @@ pub fn load_sync_config(path: &Path, strict: bool) -> Result<kk_policy::sync_con
     Ok(config)
 }
 
-/// The namespace sync of a sync config, when it has `data-types-to-sync`: its Kubernetes
-/// client (the kubeconfig, else in-cluster config, else an error naming the flag) and, with a
-/// service identity, Keystone's project and role assignment lists for the full resync.
-fn build_sync(
-    config: &Config,
-    path: &Path,
-    sync_config: &kk_policy::sync_config::SyncConfig,
-    keystone: &KeystoneClient,
-    metrics: Arc<Metrics>,
-) -> Result<(Option<kk_sync::SyncHandle>, Option<SyncWorker>)> {
-    let rules = kk_sync::plan::Rules::from_config(sync_config);
-    if !rules.enabled() {
-        if config.kubernetes.kubeconfig.is_some() {
-            info!(file = %path.display(), "the kubeconfig is not used: the sync config has no data-types-to-sync");
-        }
-        return Ok((None, None));
-    }
-    let needs = || {
-        format!(
-            "the sync config file {} sets data-types-to-sync {:?}, which needs the Kubernetes API",
-            path.display(),
-            sync_config.data_types_to_sync
-        )
-    };
+/// The Kubernetes API client: the kubeconfig, else in-cluster config, else an error naming
+/// the flag; `needs` says what needs it.
+fn kube_client(config: &Config, needs: &dyn Fn() -> String) -> Result<kk_kube::KubeClient> {
     let cluster = match &config.kubernetes.kubeconfig {
         Some(kc) => kk_kube::ClusterConfig::from_kubeconfig(kc)
             .with_context(|| format!("{}: the kubeconfig cannot be used", needs()))?,
@@ -282,9 +543,7 @@ fn build_sync(
             }
         },
     };
-    let origin = cluster.origin.clone();
-    let server = cluster.server.to_string();
-    let client = kk_kube::KubeClient::new(
+    kk_kube::KubeClient::new(
         cluster,
         &kk_kube::ClientSettings {
             timeout: config.kubernetes.timeout,
@@ -292,10 +551,43 @@ fn build_sync(
             user_agent: config.keystone.user_agent.clone(),
         },
     )
-    .with_context(needs)?;
+    .with_context(needs)
+}
+
+/// The namespace sync of a sync config, when it has `data-types-to-sync` (or `client` is
+/// given: a sync config from a ConfigMap, whose updates may turn it on): its Kubernetes client
+/// (`client`, else the kubeconfig, else in-cluster config, else an error naming the flag) and,
+/// with a service identity, Keystone's project and role assignment lists for the full resync.
+fn build_sync(
+    config: &Config,
+    origin: &Origin<'_>,
+    sync_config: &kk_policy::sync_config::SyncConfig,
+    keystone: &KeystoneClient,
+    role_mappings: &RoleMappings,
+    client: Option<kk_kube::KubeClient>,
+    metrics: Arc<Metrics>,
+) -> Result<(Option<kk_sync::SyncHandle>, Option<SyncWorker>)> {
+    let rules = kk_sync::plan::Rules::from_config(sync_config);
+    if !rules.enabled() && client.is_none() {
+        if config.kubernetes.kubeconfig.is_some() {
+            info!(source = %origin, "the kubeconfig is not used: the sync config has no data-types-to-sync");
+        }
+        return Ok((None, None));
+    }
+    let client = match client {
+        Some(c) => c,
+        None => kube_client(config, &|| {
+            format!(
+                "the sync config {origin} sets data-types-to-sync {:?}, which needs the Kubernetes API",
+                sync_config.data_types_to_sync
+            )
+        })?,
+    };
+    let origin_shown = client.origin().to_string();
+    let server = client.server().to_string();
     let directory = keystone.has_service_identity().then(|| {
         let format = config.username_format;
-        let mappings = sync_config.role_mappings.clone();
+        let mappings = role_mappings.clone();
         kk_sync::api::KeystoneDirectory {
             client: keystone.clone(),
             namer: Arc::new(move |u: kk_sync::api::KeystoneUser<'_>, roles: &[String]| {
@@ -303,19 +595,20 @@ fn build_sync(
                     format,
                     (u.id, u.name, u.domain_name),
                     roles,
-                    &mappings,
+                    &mappings.current(),
                 )
             }),
         }
     });
     info!(
         kubernetes = %server,
-        config = %origin,
+        config = %origin_shown,
         namespaces = rules.namespaces,
         role_bindings = rules.bindings,
         resync_interval = ?config.sync.resync_interval,
         keystone_assignments = directory.is_some(),
-        "namespace sync on{}",
+        "namespace sync {}{}",
+        if rules.enabled() { "on" } else { "ready (off until the sync config sets data-types-to-sync)" },
         if directory.is_some() {
             ""
         } else {
@@ -340,7 +633,7 @@ fn build_sync(
 /// Builds everything, binds, and serves until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
-    let state = Arc::new(State::build(&config, metrics.clone())?);
+    let state = Arc::new(State::load(&config, metrics.clone()).await?);
     let tls = match &config.tls {
         Some(t) => Some(Arc::new(ReloadableTls::new(t.clone())?)),
         None => None,
@@ -394,6 +687,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }));
     }
     background.push(tokio::spawn(sighup(force_reload)));
+    background.extend(state.spawn_configmap_watches());
     if let Some(worker) = state.take_sync_worker() {
         background.push(tokio::spawn(worker.run()));
     }

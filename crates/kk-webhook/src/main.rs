@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         if check_only {
             let metrics = std::sync::Arc::new(kk_core::metrics::Metrics::default());
-            let state = webhook::State::build(&config, metrics)?;
+            let state = webhook::State::load(&config, metrics).await?;
             if let Some(worker) = state.take_sync_worker() {
                 let version = worker.probe().await.map_err(|e| {
                     anyhow::anyhow!(

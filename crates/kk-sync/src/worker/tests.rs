@@ -550,3 +550,53 @@ async fn without_keystone_the_resync_repairs_from_the_last_tokens() {
     until(|| handle.health().queue_length == 0).await;
     assert!(cluster.calls("get ns p9").is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn new_rules_apply_at_once_and_rules_that_sync_nothing_pause_the_worker() {
+    let cluster = FakeCluster::default();
+    cluster.0.lock().unwrap().cluster_roles = ["member".to_string()].into();
+    let interval = Duration::from_secs(3600);
+    let (handle, worker) = new::<_, FakeKeystone>(
+        settings(interval),
+        cluster.clone(),
+        None,
+        Arc::new(Metrics::default()),
+    );
+    tokio::spawn(worker.run());
+    handle.observe(obs("p1", "u1", &["member"]));
+    until(|| cluster.binding_names() == ["p1/u1_member"]).await;
+    // A new namespace format: the projects seen are synced again at once (not at the
+    // interval), into the new namespace.
+    let started = Instant::now();
+    let mut rules = settings(interval).rules;
+    rules.namespace_format = "t-%i".into();
+    handle.set_rules(rules.clone());
+    until(|| {
+        cluster
+            .binding_names()
+            .contains(&"t-p1/u1_member".to_string())
+    })
+    .await;
+    assert!(Instant::now() - started < Duration::from_secs(1));
+    // Nothing to sync: observations are ignored, nothing is read.
+    let mut off = rules.clone();
+    off.namespaces = false;
+    off.bindings = false;
+    handle.set_rules(off);
+    assert!(!handle.enabled());
+    handle.observe(obs("p2", "u1", &["member"]));
+    assert_eq!(handle.health().queue_length, 0);
+    tokio::time::sleep(Duration::from_secs(7200)).await;
+    assert!(cluster.calls("get ns p2").is_empty());
+    assert!(cluster.calls("get ns t-p2").is_empty());
+    // On again: observations are synced.
+    handle.set_rules(rules);
+    assert!(handle.enabled());
+    handle.observe(obs("p2", "u1", &["member"]));
+    until(|| {
+        cluster
+            .binding_names()
+            .contains(&"t-p2/u1_member".to_string())
+    })
+    .await;
+}

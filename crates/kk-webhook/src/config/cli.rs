@@ -93,21 +93,23 @@ pub struct ServerArgs {
     #[arg(long)]
     pub check_config: bool,
 
-    /// Not supported: mount the ConfigMap as a file and use --keystone-policy-file (watched).
-    #[arg(
-        long,
-        value_name = "NAME",
-        env = "KEYSTONE_POLICY_CONFIGMAP_NAME",
-        hide_short_help = true
-    )]
+    /// Read the policy from this ConfigMap in kube-system, data key `policies` (the JSON of
+    /// --keystone-policy-file), and watch it: a valid update applies at once, an invalid one or
+    /// a delete keeps the policy in force. Needs the Kubernetes API (--kubeconfig or a pod) and
+    /// get, list, watch on it (deploy/kubernetes/k8s-keystone-auth-configmaps.yaml); not with
+    /// --keystone-policy-file.
+    #[arg(long, value_name = "NAME", env = "KEYSTONE_POLICY_CONFIGMAP_NAME")]
     pub policy_configmap_name: Option<String>,
 
-    /// Not supported: mount the ConfigMap as a file and use --sync-config-file.
-    #[arg(long, value_name = "NAME", hide_short_help = true)]
+    /// Read the sync config from this ConfigMap in kube-system, data key `syncConfig` (the YAML
+    /// of --sync-config-file), and watch it like --policy-configmap-name; not with
+    /// --sync-config-file.
+    #[arg(long, value_name = "NAME", env = "KEYSTONE_SYNC_CONFIGMAP_NAME")]
     pub sync_configmap_name: Option<String>,
 
     /// kubeconfig of the Kubernetes API the namespace sync writes to (the sync config's
-    /// data-types-to-sync); without it, the pod's ServiceAccount when run in a pod.
+    /// data-types-to-sync) and the ConfigMaps are read from; without it, the pod's
+    /// ServiceAccount when run in a pod.
     #[arg(long, value_name = "FILE", env = "KEYSTONE_KUBECONFIG_FILE")]
     pub kubeconfig: Option<String>,
 }

@@ -44,17 +44,22 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Policy file, if any.
     pub policy_file: Option<PathBuf>,
+    /// Policy ConfigMap in kube-system (data key `policies`), if any; never with a policy file.
+    pub policy_configmap: Option<String>,
     /// How often the policy file is checked.
     pub policy_reload_interval: Duration,
     /// `policy.strict`: refuse policy rules Go skips instead of loading them.
     pub policy_strict: bool,
     /// Sync config file, if any (its role mappings apply to every authenticated user).
     pub sync_config_file: Option<PathBuf>,
+    /// Sync config ConfigMap in kube-system (data key `syncConfig`), if any; never with a sync
+    /// config file.
+    pub sync_configmap: Option<String>,
     /// `sync.strict`: refuse sync config leniencies Go accepts.
     pub sync_strict: bool,
     /// How the namespace sync runs (when the sync config file asks for it).
     pub sync: SyncOptions,
-    /// How the Kubernetes API is reached (by the namespace sync).
+    /// How the Kubernetes API is reached (by the namespace sync and the ConfigMap watches).
     pub kubernetes: KubernetesConfig,
     /// Log filter.
     pub log_level: String,
@@ -404,6 +409,50 @@ fn duration(
     Ok(d)
 }
 
+/// Where a setting came from, without "invalid" (`--keystone-policy-file`,
+/// `` `policy.file` in /etc/k.toml line 3 ``).
+fn describe(origin: &Origin<'_>) -> String {
+    match origin {
+        Origin::Flag(flag) => (*flag).to_string(),
+        Origin::Env(var) => format!("environment variable {var}"),
+        Origin::File { path, key, line } => {
+            format!("`{key}` in {} line {line}", path.display())
+        }
+        Origin::Default => "default".into(),
+    }
+}
+
+/// The namespace of the ConfigMaps the policy and the sync config are read from (as Go).
+pub const CONFIGMAP_NAMESPACE: &str = "kube-system";
+
+/// A ConfigMap name from its flag (or variable): a DNS-1123 subdomain, as the API requires.
+fn configmap_name(ctx: &Ctx<'_>, arg: Arg) -> Result<Option<String>, ConfigError> {
+    let value = match arg {
+        Arg::PolicyConfigmapName => ctx.inputs.args.policy_configmap_name.as_ref(),
+        _ => ctx.inputs.args.sync_configmap_name.as_ref(),
+    };
+    let Some((name, origin)) = ctx.pick(value, arg, None, "") else {
+        return Ok(None);
+    };
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            label.starts_with(ok_char)
+                && label.ends_with(ok_char)
+                && label.chars().all(|c| ok_char(c) || c == '-')
+        });
+    if !valid {
+        return Err(invalid(
+            &origin,
+            format!(
+                "{name:?} is not a ConfigMap name (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253)"
+            ),
+        ));
+    }
+    Ok(Some(name))
+}
+
 fn path(value: &str, origin: &Origin<'_>) -> Result<PathBuf, ConfigError> {
     if value.trim().is_empty() {
         return Err(invalid(origin, "is empty"));
@@ -449,26 +498,6 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
     };
     let args = inputs.args;
     let mut warnings = Vec::new();
-
-    if args.policy_configmap_name.is_some() {
-        return Err(ConfigError::Invalid {
-            origin: Arg::PolicyConfigmapName.flag().into(),
-            message: format!(
-                "reading the policy from a ConfigMap is not supported; mount the ConfigMap as a volume \
-                 and pass its file with {} (the file is watched and reloaded)",
-                Arg::KeystonePolicyFile.flag()
-            ),
-        });
-    }
-    if args.sync_configmap_name.is_some() {
-        return Err(ConfigError::Invalid {
-            origin: Arg::SyncConfigmapName.flag().into(),
-            message: format!(
-                "reading the sync config from a ConfigMap is not supported; mount it and use {}",
-                Arg::SyncConfigFile.flag()
-            ),
-        });
-    }
 
     // listen
     let listen = match ctx.pick(
@@ -683,16 +712,24 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
     };
 
     // policy and sync
-    let policy_file = ctx
-        .pick(
-            args.keystone_policy_file.as_ref(),
-            Arg::KeystonePolicyFile,
-            file.policy.file.as_ref(),
-            "policy.file",
-        )
-        .map(|(v, o)| path(&v, &o))
-        .transpose()?;
-    if policy_file.is_none() {
+    let policy_pick = ctx.pick(
+        args.keystone_policy_file.as_ref(),
+        Arg::KeystonePolicyFile,
+        file.policy.file.as_ref(),
+        "policy.file",
+    );
+    let policy_file = policy_pick.as_ref().map(|(v, o)| path(v, o)).transpose()?;
+    let policy_configmap = configmap_name(&ctx, Arg::PolicyConfigmapName)?;
+    if let (Some((_, file_origin)), Some(_)) = (&policy_pick, &policy_configmap) {
+        return Err(ConfigError::Invalid {
+            origin: describe(file_origin),
+            message: format!(
+                "{} is also set: the policy comes from one source, a file or a ConfigMap; drop one",
+                Arg::PolicyConfigmapName.flag()
+            ),
+        });
+    }
+    if policy_file.is_none() && policy_configmap.is_none() {
         warnings.push(
             "no policy file: only authentication will work; use RBAC for authorization".into(),
         );
@@ -705,15 +742,23 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
         Duration::from_millis(100),
         Duration::from_secs(3600),
     )?;
-    let sync_config_file = ctx
-        .pick(
-            args.sync_config_file.as_ref(),
-            Arg::SyncConfigFile,
-            file.sync.file.as_ref(),
-            "sync.file",
-        )
-        .map(|(v, o)| path(&v, &o))
-        .transpose()?;
+    let sync_pick = ctx.pick(
+        args.sync_config_file.as_ref(),
+        Arg::SyncConfigFile,
+        file.sync.file.as_ref(),
+        "sync.file",
+    );
+    let sync_config_file = sync_pick.as_ref().map(|(v, o)| path(v, o)).transpose()?;
+    let sync_configmap = configmap_name(&ctx, Arg::SyncConfigmapName)?;
+    if let (Some((_, file_origin)), Some(_)) = (&sync_pick, &sync_configmap) {
+        return Err(ConfigError::Invalid {
+            origin: describe(file_origin),
+            message: format!(
+                "{} is also set: the sync config comes from one source, a file or a ConfigMap; drop one",
+                Arg::SyncConfigmapName.flag()
+            ),
+        });
+    }
 
     let sync = SyncOptions {
         resync_interval: duration(
@@ -803,9 +848,11 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
         max_token_length,
         cache,
         policy_file,
+        policy_configmap,
         policy_reload_interval,
         policy_strict: file.policy.strict.unwrap_or(false),
         sync_config_file,
+        sync_configmap,
         sync_strict: file.sync.strict.unwrap_or(false),
         sync,
         kubernetes,

@@ -198,19 +198,123 @@ fn missing_required_settings_say_how_to_set_them() {
 }
 
 #[test]
-fn configmap_options_are_refused_with_advice() {
-    let mut a = TLS.to_vec();
-    a.extend([
-        "--keystone-url",
-        "https://ks",
-        "--policy-configmap-name",
-        "k8s-auth-policy",
-    ]);
+fn configmap_sources_are_named_validated_and_exclusive_with_files() {
+    fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut a = TLS.to_vec();
+        a.extend(["--keystone-url", "https://ks"]);
+        a.extend_from_slice(extra);
+        a
+    }
+    let c = run(
+        &with(&[
+            "--policy-configmap-name",
+            "k8s-auth-policy",
+            "--sync-configmap-name",
+            "k8s-auth.sync",
+        ]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.policy_configmap.as_deref(), Some("k8s-auth-policy"));
+    assert_eq!(c.sync_configmap.as_deref(), Some("k8s-auth.sync"));
+    assert!(c.policy_file.is_none() && c.sync_config_file.is_none());
     assert!(
-        run(&a, None)
-            .unwrap_err()
-            .to_string()
-            .contains("--keystone-policy-file")
+        !c.warnings.iter().any(|w| w.contains("no policy file")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        run(&with(&[]), None)
+            .unwrap()
+            .warnings
+            .iter()
+            .any(|w| w.contains("no policy file"))
+    );
+    // Not a ConfigMap name: named by its flag, or its variable.
+    let long = "a".repeat(254);
+    for bad in ["Bad", "a_b", "a-", "a..b", "a.", "", long.as_str()] {
+        let flag = format!("--policy-configmap-name={bad}");
+        let e = run(&with(&[flag.as_str()]), None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid --policy-configmap-name: ")
+                && e.contains("is not a ConfigMap name"),
+            "{bad:?}: {e}"
+        );
+    }
+    for (flag, id, var) in [
+        (
+            "--policy-configmap-name",
+            "policy_configmap_name",
+            "KEYSTONE_POLICY_CONFIGMAP_NAME",
+        ),
+        (
+            "--sync-configmap-name",
+            "sync_configmap_name",
+            "KEYSTONE_SYNC_CONFIGMAP_NAME",
+        ),
+    ] {
+        let parsed = args(&with(&[flag, "UPPER"]));
+        let from_env = |i: &str| i == id;
+        let e = validate(&Inputs {
+            args: &parsed,
+            from_env: &from_env,
+            file: None,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(&format!("invalid environment variable {var}: \"UPPER\"")),
+            "{e}"
+        );
+    }
+    // A file and a ConfigMap for the same thing: refused, naming both.
+    assert_eq!(
+        run(
+            &with(&[
+                "--keystone-policy-file",
+                "/p.json",
+                "--policy-configmap-name",
+                "p"
+            ]),
+            None
+        )
+        .unwrap_err()
+        .to_string(),
+        "--keystone-policy-file: --policy-configmap-name is also set: the policy comes from one source, a file or a ConfigMap; drop one"
+    );
+    assert_eq!(
+        run(
+            &with(&[
+                "--sync-config-file",
+                "/s.yaml",
+                "--sync-configmap-name",
+                "s"
+            ]),
+            None
+        )
+        .unwrap_err()
+        .to_string(),
+        "--sync-config-file: --sync-configmap-name is also set: the sync config comes from one source, a file or a ConfigMap; drop one"
+    );
+    let e = run(
+        &with(&["--policy-configmap-name", "p"]),
+        Some("[keystone]\nurl = \"https://ks\"\n[policy]\nfile = \"/p.json\"\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("`policy.file` in /etc/k.toml line 4: --policy-configmap-name is also set"),
+        "{e}"
+    );
+    let e = run(
+        &with(&["--sync-configmap-name", "s"]),
+        Some("[keystone]\nurl = \"https://ks\"\n[sync]\nfile = \"/s.yaml\"\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("`sync.file` in /etc/k.toml line 4: --sync-configmap-name is also set"),
+        "{e}"
     );
 }
 
@@ -297,19 +401,6 @@ fn messages_that_name_flags_and_variables() {
                 "/ca.pem",
             ],
             "--client-ca-file needs TLS: drop --insecure-http and set --tls-cert-file and --tls-private-key-file",
-        ),
-        (
-            with_tls(&[
-                "--keystone-url",
-                "https://ks",
-                "--policy-configmap-name",
-                "p",
-            ]),
-            "--policy-configmap-name: reading the policy from a ConfigMap is not supported; mount the ConfigMap as a volume and pass its file with --keystone-policy-file (the file is watched and reloaded)",
-        ),
-        (
-            with_tls(&["--keystone-url", "https://ks", "--sync-configmap-name", "s"]),
-            "--sync-configmap-name: reading the sync config from a ConfigMap is not supported; mount it and use --sync-config-file",
         ),
         (
             with_tls(&["--keystone-url", "https://ks", "--keystone-ca-file", " "]),
