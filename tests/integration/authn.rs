@@ -746,3 +746,60 @@ async fn keystone_stopped_then_started_again() {
     assert_alice(&plain.token_review("v1", &other).await, &ALL_ROLES, &GROUPS);
     assert_eq!(plain.get("/readyz").await.0, 200);
 }
+
+/// The sync config file is watched like the policy file: a valid version's role mappings apply
+/// to the next TokenReview, an invalid or missing one is logged, counted and ignored.
+#[tokio::test]
+async fn sync_config_file_reloads_good_versions_and_ignores_bad_ones() {
+    let _ks = KEYSTONE.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sync.yaml");
+    let mapping = |group: &str| {
+        format!("role-mappings:\n  - keystone-role: member\n    groups: [\"{group}\"]\n")
+    };
+    write_atomic(&path, &mapping("kk-reload-first"));
+    let svc = Service::start(Options {
+        args: vec![format!("--sync-config-file={}", path.display())],
+        log_level: "info",
+        ..Default::default()
+    })
+    .await;
+    let ok = "k8s_keystone_auth_sync_config_reloads_total{source=\"file\",result=\"success\"}";
+    let failed = "k8s_keystone_auth_sync_config_reloads_total{source=\"file\",result=\"failure\"}";
+    assert_eq!(svc.metric(ok).await, 1, "the start-up load");
+    let alice = Keystone::get().alice().await;
+    let groups = async || -> Vec<String> {
+        let status = svc.token_review("v1", &alice).await;
+        assert_eq!(status["authenticated"], true, "{status}");
+        serde_json::from_value(status["user"]["groups"].clone()).unwrap()
+    };
+    assert!(groups().await.contains(&"kk-reload-first".to_string()));
+    let until = async |metric: &str, want: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while svc.metric(metric).await < want {
+            assert!(Instant::now() < deadline, "{metric} never reached {want}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    // A valid version: its mappings answer the next review (the token cache keeps the
+    // identity, not the mapped groups).
+    write_atomic(&path, &mapping("kk-reload-second"));
+    until(ok, 2).await;
+    let now = groups().await;
+    assert!(now.contains(&"kk-reload-second".to_string()), "{now:?}");
+    assert!(!now.contains(&"kk-reload-first".to_string()), "{now:?}");
+    // Invalid (a data type Go does not know), then missing: counted, the mappings stay.
+    write_atomic(&path, "data-types-to-sync: [flavors]\n");
+    until(failed, 1).await;
+    assert!(groups().await.contains(&"kk-reload-second".to_string()));
+    std::fs::remove_file(&path).unwrap();
+    until(failed, 2).await;
+    assert!(groups().await.contains(&"kk-reload-second".to_string()));
+    let log = svc.log_text();
+    assert!(
+        log.contains("sync config file rejected; keeping the sync config in force")
+            && log.contains(&path.display().to_string()),
+        "{log}"
+    );
+    assert_eq!(svc.metric(ok).await, 2);
+}

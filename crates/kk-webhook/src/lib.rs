@@ -315,6 +315,20 @@ impl State {
         let _ = self.policy_loaded(result, &Origin::File(path));
     }
 
+    /// Re-reads the sync config file; an invalid or missing file leaves the sync config in
+    /// force (its role mappings and sync rules).
+    pub fn reload_sync_config(&self, path: &Path) {
+        let result = load_sync_config(path, self.sync_strict);
+        if let Err(e) = &result {
+            error!(
+                error = format!("{e:#}"),
+                "sync config file rejected; keeping the sync config in force"
+            );
+        }
+        // Counted inside.
+        let _ = self.sync_config_loaded(result, &Origin::File(path));
+    }
+
     /// A policy read (from the file or a ConfigMap): put in force, or rejected keeping the
     /// policy in force; logged and counted in `policy_reloads_total{source, result}`.
     fn policy_loaded(&self, result: Result<Policy>, origin: &Origin<'_>) -> Result<()> {
@@ -354,7 +368,7 @@ impl State {
         }
     }
 
-    /// A sync config read (from its ConfigMap): its role mappings and sync rules put in
+    /// A sync config read (from its file or its ConfigMap): its role mappings and sync rules put in
     /// force, or rejected keeping the sync config in force; counted in
     /// `sync_config_reloads_total{source, result}`.
     fn sync_config_loaded(
@@ -656,6 +670,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .await;
         }));
     }
+    if let Some(path) = config.sync_config_file.clone() {
+        let st = state.clone();
+        let force = force_reload.clone();
+        background.push(tokio::spawn(async move {
+            reload::watch(
+                vec![path.clone()],
+                config.policy_reload_interval,
+                force,
+                || st.reload_sync_config(&path),
+            )
+            .await;
+        }));
+    }
     if let Some(t) = tls.clone() {
         let files = t.files().clone();
         let mut paths = vec![files.cert_file.clone(), files.key_file.clone()];
@@ -712,7 +739,7 @@ async fn sighup(force: Arc<Notify>) {
         return;
     };
     while hup.recv().await.is_some() {
-        info!("SIGHUP: reloading policy and certificates");
+        info!("SIGHUP: reloading the policy, the sync config and the certificates");
         force.notify_waiters();
     }
 }
