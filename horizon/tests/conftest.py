@@ -50,13 +50,18 @@ def log_dir() -> Path:
     return Path(env("TEST_LOG_DIR"))
 
 
-@pytest.fixture(scope="session")
-def horizon():
-    """Horizon's Django, set up in this process, its URLs loaded (which registers the panels)."""
+def pytest_configure(config):
+    """Horizon's Django, set up in this process (the views' modules need it to import)."""
     import django  # noqa: PLC0415
-    from django.urls import reverse  # noqa: PLC0415
 
     django.setup()
+
+
+@pytest.fixture(scope="session")
+def horizon():
+    """Horizon, its URLs loaded (which registers the panels)."""
+    from django.urls import reverse  # noqa: PLC0415
+
     reverse("horizon:identity:application_credentials:index")
     import horizon as hz  # noqa: PLC0415
 
@@ -78,12 +83,17 @@ class StubUser:
                     "name": "keystone",
                     "endpoints": [
                         {"interface": "public", "region_id": "RegionOne", "url": catalog_url},
-                        {"interface": "admin", "region_id": "RegionOne", "url": "http://admin:5000"},
+                        {
+                            "interface": "admin",
+                            "region_id": "RegionOne",
+                            "url": "http://admin:5000",
+                        },
                     ],
                 }
             ]
         )
         self.is_authenticated = True
+        self.authorized_tenants = []
 
     def __str__(self) -> str:
         return self.username

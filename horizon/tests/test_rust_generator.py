@@ -27,7 +27,7 @@ CASES = [
 ]
 
 
-def run_rust(plugin_bin, tmp_path, ca_pem, i: kc.Inputs, keystone_url_raw: str, names=True):
+def run_rust(plugin_bin, tmp_path, ca_pem, i: kc.Inputs, keystone_url_raw: str, *, names=True):
     ca = tmp_path / "ca.pem"
     ca.write_bytes(ca_pem)
     argv = [plugin_bin, "kubeconfig", "--no-verify", "--server", i.server]
