@@ -2,7 +2,7 @@
 # The Horizon plugin's tests (horizon/tests): makes or reuses the test venv, installs Horizon
 # 27.0.0 and the test tools pinned by constraints.txt and this plugin, enables the plugin as an
 # operator would (its enabled file into openstack_dashboard/local/enabled), then runs ruff and
-# pytest. Extra arguments go to pytest.
+# pytest. Extra arguments go to pytest; `run-tests.sh lint` runs ruff only (.ci/run does, first).
 #
 # The venv is cached in $HORIZON_VENV_CACHE (default ~/.cache/kubernetes-keystone/horizon-venv),
 # named by a hash of constraints.txt, the Python version and the static-file step below, and made
@@ -64,5 +64,6 @@ log "venv ready and plugin installed in $(( ($(ms) - t0) / 1000 )) s"
 cd "$here"
 "$venv/bin/ruff" check --no-cache .
 "$venv/bin/ruff" format --no-cache --check .
+[ "${1:-}" != lint ] || exit 0
 export KK_PLUGIN_BIN=${KK_PLUGIN_BIN:-$root/target/debug/kubectl-keystone-auth}
 exec "$venv/bin/python" -m pytest -p no:cacheprovider "$@"
