@@ -236,7 +236,12 @@ def test_download_kubeconfig_in_horizon_then_kubectl(live, kubectl, plugin_bin, 
                 namespace="team-a",
             )
         )
-        got = yaml.safe_load(kubeconfig.read_text())
+        try:
+            got = yaml.safe_load(kubeconfig.read_text())
+        except yaml.YAMLError as e:  # (its message would quote the file, and so the secret)
+            mark = getattr(e, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+            pytest.fail(f"the downloaded kubeconfig is not YAML ({type(e).__name__} at {where})")
         # Compared with the secret taken out, so that a failure never prints it.
         assert redact(got, secret) == redact(want, secret)
         assert "<the secret>" in json.dumps(redact(got, secret))
