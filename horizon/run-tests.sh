@@ -47,9 +47,9 @@ else
   touch "$venv/.complete"
   log "venv made in $(( ($(ms) - t0) / 1000 )) s"
 fi
-flock -u 9
 
-# This checkout's plugin, installed as an operator would: pip, then the enabled file.
+# This checkout's plugin, installed as an operator would: pip, then the enabled file (still under
+# the lock: no two runs pip into the venv at once).
 site=$("$venv/bin/python" -c 'import openstack_dashboard, os; print(os.path.dirname(openstack_dashboard.__file__))')
 cp "$here/tests/horizon_local_settings.py" "$site/local/local_settings.py.new"
 mv -f "$site/local/local_settings.py.new" "$site/local/local_settings.py"
@@ -58,6 +58,7 @@ trap 'rm -rf "$build"' EXIT
 cp -r "$here/pyproject.toml" "$here/kubernetes_keystone_horizon" "$build/"
 "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation --force-reinstall "$build"
 "$venv/bin/python" -m kubernetes_keystone_horizon.enable >/dev/null
+flock -u 9
 log "venv ready and plugin installed in $(( ($(ms) - t0) / 1000 )) s"
 [ -n "${TEST_LOG_DIR:-}" ] && echo "horizon: venv ready and plugin installed in $(( ($(ms) - t0) / 1000 )) s" >> "$TEST_LOG_DIR/figures.txt"
 
