@@ -6,8 +6,8 @@
 #
 # The venv is cached in $HORIZON_VENV_CACHE (default ~/.cache/kubernetes-keystone/horizon-venv),
 # named by a hash of constraints.txt, the Python version and the static-file step below, and made
-# under a lock (several worktrees may share it). Cold: ~1-2 min (pip, then Horizon's static files
-# collected and compressed once); warm: seconds.
+# under a lock (several worktrees may share it). Cold: ~50 s on 2 cores (pip, then Horizon's
+# static files collected and compressed once); warm: ~3 s, then ~15 s of tests.
 #
 # The live tests (Horizon on 127.0.0.1 against the test Keystone, headless Chromium, real kubectl
 # through the test bed's kube-apiserver) need tests/run's environment: KS_URL and the seeded users,
