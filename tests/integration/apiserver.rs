@@ -652,6 +652,47 @@ async fn a_hung_keystone_is_a_bounded_error_that_is_not_cached() {
 
 /// A webhook kubeconfig for a [`Service`] of a test's own (its CA pinned, no client
 /// certificate), written next to its config with the one kubeconfig model.
+/// Writes a kubeconfig at `path` for a kube-apiserver at `server` (CA in `ca_file`) with a
+/// bearer-token user (a ServiceAccount token), as the service's `--kubeconfig`.
+pub fn token_kubeconfig(server: &str, ca_file: &Path, user: &str, token: String, path: &Path) {
+    use base64::Engine;
+    use kk_core::kubeconfig::{
+        AuthInfo, Cluster, Config, Context, NamedCluster, NamedContext, NamedUser,
+    };
+    let kc = Config::single(
+        NamedCluster {
+            name: "cluster".into(),
+            cluster: Cluster {
+                server: server.to_string(),
+                certificate_authority_data: Some(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(std::fs::read(ca_file).unwrap()),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        NamedUser {
+            name: user.into(),
+            user: AuthInfo {
+                token: Some(kk_core::secret::Secret::new(token)),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        NamedContext {
+            name: "default".into(),
+            context: Context {
+                cluster: "cluster".into(),
+                user: user.into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    std::fs::write(path, serde_yaml_ng::to_string(&kc).unwrap()).unwrap();
+}
+
 pub fn webhook_kubeconfig(svc: &Service) -> PathBuf {
     let path = svc.dir.path().join("webhook.kubeconfig");
     write_webhook_kubeconfig(&path, svc.port, &svc.pki.ca_pem);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::apiserver::{Bed, OwnApiserver, write_webhook_kubeconfig};
+use crate::apiserver::{Bed, OwnApiserver, token_kubeconfig, write_webhook_kubeconfig};
 use crate::support::*;
 use crate::sync::{can_i, eventually, own_bed, tag};
 
@@ -55,43 +55,8 @@ async fn service_account(
         .trim()
         .to_string();
     record_issued(&token);
-    use base64::Engine;
-    use kk_core::kubeconfig::{
-        AuthInfo, Cluster, Config, Context, NamedCluster, NamedContext, NamedUser,
-    };
-    let kc = Config::single(
-        NamedCluster {
-            name: "bed".into(),
-            cluster: Cluster {
-                server: bed.server.clone(),
-                certificate_authority_data: Some(
-                    base64::engine::general_purpose::STANDARD
-                        .encode(std::fs::read(&bed.ca_file).unwrap()),
-                ),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        NamedUser {
-            name: sa.into(),
-            user: AuthInfo {
-                token: Some(kk_core::secret::Secret::new(token)),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        NamedContext {
-            name: "cm".into(),
-            context: Context {
-                cluster: "bed".into(),
-                user: sa.into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    );
     let path = dir.join(format!("{sa}.kubeconfig"));
-    std::fs::write(&path, serde_yaml_ng::to_string(&kc).unwrap()).unwrap();
+    token_kubeconfig(&bed.server, &bed.ca_file, sa, token, &path);
     path
 }
 

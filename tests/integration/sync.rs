@@ -14,7 +14,7 @@ use kk_kube::types::{Namespace, RoleBinding};
 use kk_kube::{ClientSettings, ClusterConfig, KubeClient};
 use kk_sync::plan::{ANN_PROJECT_ID, ANN_PROJECT_NAME, MANAGED_BY, MANAGED_BY_LABEL};
 
-use crate::apiserver::{Bed, OwnApiserver, write_webhook_kubeconfig};
+use crate::apiserver::{Bed, OwnApiserver, token_kubeconfig, write_webhook_kubeconfig};
 use crate::sandbox::*;
 use crate::support::*;
 
@@ -168,43 +168,8 @@ pub(crate) async fn service_account_kubeconfig(
         .trim()
         .to_string();
     record_issued(&token);
-    use base64::Engine;
-    use kk_core::kubeconfig::{
-        AuthInfo, Cluster, Config, Context, NamedCluster, NamedContext, NamedUser,
-    };
-    let kc = Config::single(
-        NamedCluster {
-            name: "own".into(),
-            cluster: Cluster {
-                server: api.server.clone(),
-                certificate_authority_data: Some(
-                    base64::engine::general_purpose::STANDARD
-                        .encode(std::fs::read(&api.ca_file).unwrap()),
-                ),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        NamedUser {
-            name: "k8s-keystone-auth".into(),
-            user: AuthInfo {
-                token: Some(kk_core::secret::Secret::new(token)),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        NamedContext {
-            name: "sync".into(),
-            context: Context {
-                cluster: "own".into(),
-                user: "k8s-keystone-auth".into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    );
     let path = dir.join("sync.kubeconfig");
-    std::fs::write(&path, serde_yaml_ng::to_string(&kc).unwrap()).unwrap();
+    token_kubeconfig(&api.server, &api.ca_file, "k8s-keystone-auth", token, &path);
     path
 }
 

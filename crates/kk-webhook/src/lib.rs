@@ -657,7 +657,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let force_reload = Arc::new(Notify::new());
     let mut background = Vec::new();
-    if let Some(path) = config.policy_file.clone() {
+    // The policy and sync config files, each re-read on change (and on SIGHUP).
+    type Reload = fn(&State, &Path);
+    let file_reloads: [(Option<std::path::PathBuf>, Reload); 2] = [
+        (config.policy_file.clone(), State::reload_policy),
+        (config.sync_config_file.clone(), State::reload_sync_config),
+    ];
+    for (path, reload) in file_reloads {
+        let Some(path) = path else { continue };
         let st = state.clone();
         let force = force_reload.clone();
         background.push(tokio::spawn(async move {
@@ -665,20 +672,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 vec![path.clone()],
                 config.policy_reload_interval,
                 force,
-                || st.reload_policy(&path),
-            )
-            .await;
-        }));
-    }
-    if let Some(path) = config.sync_config_file.clone() {
-        let st = state.clone();
-        let force = force_reload.clone();
-        background.push(tokio::spawn(async move {
-            reload::watch(
-                vec![path.clone()],
-                config.policy_reload_interval,
-                force,
-                || st.reload_sync_config(&path),
+                || reload(&st, &path),
             )
             .await;
         }));
