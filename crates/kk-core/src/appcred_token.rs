@@ -54,10 +54,14 @@ impl std::fmt::Debug for AppCredToken {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// Another version than this build knows.
-    #[error("unsupported version of the application credential token (this build reads {PREFIX}...)")]
+    #[error(
+        "unsupported version of the application credential token (this build reads {PREFIX}...)"
+    )]
     UnsupportedVersion,
     /// Not `<id>.<secret>` in base64url after the prefix, or a part empty, too long or not UTF-8.
-    #[error("malformed application credential token (expected {PREFIX}<base64url id>.<base64url secret>)")]
+    #[error(
+        "malformed application credential token (expected {PREFIX}<base64url id>.<base64url secret>)"
+    )]
     Malformed,
 }
 
@@ -156,7 +160,10 @@ mod tests {
             assert_eq!(e, ParseError::Malformed, "{bad}");
             assert!(!e.to_string().contains("c2Vj"));
         }
-        let long = format!("kkac1_aWQ.{}", URL_SAFE_NO_PAD.encode("x".repeat(MAX_PART + 1)));
+        let long = format!(
+            "kkac1_aWQ.{}",
+            URL_SAFE_NO_PAD.encode("x".repeat(MAX_PART + 1))
+        );
         assert_eq!(AppCredToken::parse(&long), Err(ParseError::Malformed));
     }
 
@@ -164,7 +171,10 @@ mod tests {
     fn debug_shows_the_id_only() {
         let t = AppCredToken::new("id-1", Secret::new("topsecret"));
         let shown = format!("{t:?}");
-        assert!(shown.contains("id-1") && !shown.contains("topsecret"), "{shown}");
+        assert!(
+            shown.contains("id-1") && !shown.contains("topsecret"),
+            "{shown}"
+        );
         assert_eq!(format!("{}", t.encode()), "<redacted>");
     }
 
