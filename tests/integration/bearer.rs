@@ -368,3 +368,39 @@ async fn disabled_bearer_tokens_are_refused_by_the_bed_without_asking_keystone()
     );
     assert!(!log.contains(&good));
 }
+
+#[tokio::test]
+async fn access_rules_of_the_exchanged_credential_are_checked_and_carried() {
+    let _read = KEYSTONE.read().await;
+    let svc = Service::start(Options {
+        toml: "[application_credential_tokens]\nenabled = true\n".into(),
+        ..Default::default()
+    })
+    .await;
+    // Rules for service type k8s: Keystone's answer to the exchange carries them, and so does
+    // the TokenReview answer, for authorization to enforce.
+    let k8s = bearer(
+        &env("KS_AC_KUBECTL_RULES_ID"),
+        &env("KS_AC_KUBECTL_RULES_SECRET"),
+    );
+    let status = svc.token_review("v1", &k8s).await;
+    assert_eq!(status["authenticated"], true, "{status}");
+    assert_eq!(status["user"]["username"], "alice");
+    let rules = &status["user"]["extra"]["alpha.kubernetes.io/identity/access-rules"];
+    assert!(rules.as_array().is_some_and(|r| !r.is_empty()), "{status}");
+    // Rules for compute only: refused, a definite answer.
+    let compute = bearer(
+        &env("KS_AC_KUBECTL_RULES_OTHER_ID"),
+        &env("KS_AC_KUBECTL_RULES_OTHER_SECRET"),
+    );
+    assert_eq!(
+        svc.token_review("v1", &compute).await,
+        json!({"authenticated": false})
+    );
+    assert!(
+        svc.log_text()
+            .contains("access rules do not allow service type \"k8s\""),
+        "{}",
+        svc.log_text()
+    );
+}
