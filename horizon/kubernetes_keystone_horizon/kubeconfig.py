@@ -1,6 +1,8 @@
 """The kubeconfig of an application credential, as ``kubectl-keystone-auth kubeconfig`` writes it.
 
-Pure: no Django, no logging. :func:`build` makes the document (a dict) from :class:`Inputs`,
+Pure: no Django, no logging. :func:`build` makes the document (a dict) from :class:`Inputs`
+(with ``bearer_token``, the user is the credential as one bearer token, :func:`bearer_token`, as
+``kubectl-keystone-auth kubeconfig --bearer-token`` writes it),
 :func:`render` writes it with PyYAML. The document is the one the Rust generator
 (``crates/kk-plugin/src/kubeconfig.rs``) writes for the same inputs, key for key; the tests run
 both and compare them.
@@ -32,6 +34,9 @@ INSTALL_HINT = (
     "to its full path."
 )
 AUTH_TYPE = "v3applicationcredential"
+# The application-credential bearer token, version 1 (docs/bearer-tokens.md,
+# kk_core::appcred_token).
+BEARER_PREFIX = "kkac1_"
 # Every other variable the plugin reads, set empty in the kubeconfig so that an openrc sourced in
 # the shell cannot mix into the credential: the plugin's settings in their order, then their
 # older aliases, then OS_CLOUD (crates/kk-plugin/src/settings.rs and blank_unused in lib.rs).
@@ -88,6 +93,19 @@ class Inputs:
     namespace: str | None = None
     command: str = DEFAULT_COMMAND
     install_hint: str = INSTALL_HINT
+    bearer_token: bool = False
+    """Write the credential as the user's ``token`` (no plugin needed; the cluster's
+    k8s-keystone-auth must enable ``[application_credential_tokens]``) instead of an ``exec``."""
+
+
+def _b64url(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def bearer_token(credential_id: str, secret: str) -> str:
+    """The application-credential bearer token: ``kkac1_<base64url(id)>.<base64url(secret)>``,
+    base64url without padding (docs/bearer-tokens.md). A secret as a whole."""
+    return f"{BEARER_PREFIX}{_b64url(credential_id)}.{_b64url(secret)}"
 
 
 def _marked() -> list[dict[str, Any]]:
@@ -108,6 +126,12 @@ def build(inputs: Inputs) -> dict[str, Any]:
         {"name": "OS_APPLICATION_CREDENTIAL_ID", "value": inputs.credential_id},
         {"name": "OS_APPLICATION_CREDENTIAL_SECRET", "value": inputs.credential_secret},
     ] + [{"name": name, "value": ""} for name in BLANKED]
+    if inputs.bearer_token:
+        user: dict[str, Any] = {
+            "token": bearer_token(inputs.credential_id, inputs.credential_secret),
+            "extensions": _marked(),
+        }
+        return _document(inputs, cluster, user)
     user = {
         "exec": {
             "apiVersion": EXEC_API_VERSION,
@@ -119,6 +143,10 @@ def build(inputs: Inputs) -> dict[str, Any]:
         },
         "extensions": _marked(),
     }
+    return _document(inputs, cluster, user)
+
+
+def _document(inputs: Inputs, cluster: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
     context: dict[str, Any] = {"cluster": inputs.cluster, "user": inputs.user}
     if inputs.namespace:
         context["namespace"] = inputs.namespace

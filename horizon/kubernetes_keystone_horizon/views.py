@@ -33,6 +33,7 @@ COMMAND = "KUBERNETES_KEYSTONE_COMMAND"
 INSTALL_HINT = "KUBERNETES_KEYSTONE_INSTALL_HINT"
 CLUSTER_NAME = "KUBERNETES_KEYSTONE_CLUSTER_NAME"
 AUTH_URL = "KUBERNETES_KEYSTONE_AUTH_URL"
+BEARER_TOKEN = "KUBERNETES_KEYSTONE_BEARER_TOKEN"  # noqa: S105 (a setting's name)
 
 
 def _setting(name: str, default: str = "") -> str:
@@ -79,6 +80,7 @@ def inputs_from(request, app_cred) -> kubeconfig.Inputs:
         namespace=kubeconfig.check_namespace(app_cred.get("kubernetes_namespace")),
         command=_setting(COMMAND).strip() or kubeconfig.DEFAULT_COMMAND,
         install_hint=_setting(INSTALL_HINT).strip() or kubeconfig.INSTALL_HINT,
+        bearer_token=bool(getattr(settings, BEARER_TOKEN, False)),
     )
 
 

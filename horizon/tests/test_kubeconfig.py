@@ -73,6 +73,29 @@ def strings(node):
         yield node
 
 
+def test_the_bearer_token_form_has_a_token_and_no_exec(ca_pem):
+    doc = kc.build(inputs(ca_pem, bearer_token=True))
+    back = yaml.safe_load(kc.render(doc))
+    assert back == doc
+    user = back["users"][0]["user"]
+    assert "exec" not in user
+    token = user["token"]
+    assert token == kc.bearer_token("1c3f00aa", SECRET)
+    assert token.startswith("kkac1_")
+    # Header-safe: base64url parts joined by one dot, the secret itself nowhere.
+    assert all(c.isascii() and (c.isalnum() or c in "-_.") for c in token), token
+    assert token.count(".") == 1
+    assert SECRET not in list(strings(back))
+    assert user["extensions"] == [
+        {"name": "kubectl-keystone-auth", "extension": {"generated-by": "kubectl-keystone-auth"}}
+    ]
+
+
+def test_bearer_token_format_is_the_documented_one():
+    # docs/bearer-tokens.md's example, and the same as kk_core::appcred_token's test.
+    assert kc.bearer_token("4f2c", "s3cr:et") == "kkac1_NGYyYw.czNjcjpldA"
+
+
 def test_no_namespace_writes_none(ca_pem):
     doc = kc.build(inputs(ca_pem, namespace=None))
     assert "namespace" not in doc["contexts"][0]["context"]

@@ -24,6 +24,10 @@ CASES = [
         {"credential_secret": "sp ace: #'\"*&yes\\", "credential_id": "0123"}, id="odd-secret"
     ),
     pytest.param({"keystone_url": "http://127.0.0.1:5000/identity/"}, id="keystone-url"),
+    pytest.param({"bearer_token": True}, id="bearer-token"),
+    pytest.param(
+        {"bearer_token": True, "credential_secret": "sp ace: #'\"*&ü\\"}, id="bearer-odd-secret"
+    ),
 ]
 
 
@@ -34,7 +38,10 @@ def run_rust(plugin_bin, tmp_path, ca_pem, i: kc.Inputs, keystone_url_raw: str, 
     argv += ["--certificate-authority", str(ca), "--keystone-url", keystone_url_raw]
     argv += ["--application-credential-id", i.credential_id]
     argv += ["--application-credential-secret", i.credential_secret]
-    argv += ["--command", i.command]
+    if i.bearer_token:
+        argv += ["--bearer-token"]
+    else:
+        argv += ["--command", i.command]
     if names:
         argv += ["--cluster-name", i.cluster, "--kube-user", i.user, "--context-name", i.context]
     if i.namespace:

@@ -116,6 +116,21 @@ def test_download_gives_the_kubeconfig(kube_settings, make_request, ca_pem):
     assert got == want
 
 
+def test_the_bearer_token_setting_gives_the_token_form(kube_settings, make_request, caplog):
+    caplog.set_level(logging.DEBUG)
+    kube_settings.KUBERNETES_KEYSTONE_BEARER_TOKEN = True
+    response = views.download_kubeconfig_file(make_request(dict(APP_CRED)))
+    assert response.status_code == 200
+    user = yaml.safe_load(response.content.decode())["users"][0]["user"]
+    assert "exec" not in user
+    token = kc.bearer_token("a1b2c3", SECRET)
+    assert user["token"] == token
+    text = caplog.text + "".join(str(r.args) for r in caplog.records)
+    assert "kubeconfig of application credential a1b2c3" in text
+    assert SECRET not in text
+    assert token not in text
+
+
 def test_own_settings(kube_settings, make_request):
     kube_settings.KUBERNETES_KEYSTONE_COMMAND = "/usr/local/bin/kubectl-keystone-auth"
     kube_settings.KUBERNETES_KEYSTONE_INSTALL_HINT = "Get it from https://example.org/kk"

@@ -10,6 +10,9 @@
 //!   cached, refusals cached, stale serving, single flight, the subject never the caller.
 //! * `routes`: `warp::test` for routes, methods, body limits and `Status` bodies, plus the real
 //!   accept loop (`webhook::serve`, plain HTTP) for chunked bodies and `?timeout=30s`.
+//! * `bearer`: application-credential bearer tokens (`kkac1_...`): off by default with no
+//!   Keystone call, exchanged with `POST /v3/auth/tokens`, cached, single flight over 1,000
+//!   concurrent reviews, failed secrets throttled per credential id, secrets never in answers.
 //! * `binary`: the real `k8s-keystone-auth` pointed at the fake with `[keystone] url`.
 //! * `tls`: what the project's HTTPS clients trust (kk_core::tls) against a tokio-rustls server:
 //!   a CA file's chain, or exactly a pinned self-signed certificate, valid and for the host; the
@@ -26,6 +29,7 @@ mod fake;
 mod support;
 
 mod authn;
+mod bearer;
 mod binary;
 mod client;
 mod routes;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kk_core::keystone::AuthRequest;
 use kk_core::metrics::Metrics;
-use kk_webhook::config::{CacheConfig, Config, KeystoneConfig};
+use kk_webhook::config::{AppCredTokensConfig, CacheConfig, Config, KeystoneConfig};
 use kk_webhook::{State, filters};
 use serde_json::{Value, json};
 
@@ -18,6 +18,8 @@ pub struct Settings {
     pub service_auth: Option<AuthRequest>,
     /// Policy JSON; `None`: one that allows everything to every Keystone user.
     pub policy: Option<String>,
+    /// `[application_credential_tokens]` (default: off).
+    pub appcred_tokens: AppCredTokensConfig,
 }
 
 impl Settings {
@@ -29,6 +31,7 @@ impl Settings {
             serve_stale: false,
             service_auth: None,
             policy: None,
+            appcred_tokens: Default::default(),
         }
     }
 }
@@ -66,6 +69,7 @@ impl Svc {
                 negative_ttl: Duration::from_secs(10),
                 serve_stale: s.serve_stale,
             },
+            appcred_tokens: s.appcred_tokens,
             policy_file: Some(policy),
             policy_configmap: None,
             policy_reload_interval: Duration::from_secs(2),

@@ -10,6 +10,9 @@
 //! * `configmap` (the policy and sync config from ConfigMaps) reads and watches ConfigMaps of a
 //!   real kube-apiserver with a ServiceAccount holding the shipped Role's rights; its policy
 //!   decides `kubectl auth can-i` through an apiserver whose webhooks are the service.
+//! * `bearer`: application-credential bearer tokens (`kkac1_...`) with real kubectl (a
+//!   kubeconfig with only `token:`), curl and the Python `kubernetes` client through an apiserver
+//!   of its own whose webhook has them enabled; refused by the bed's service, where they are off.
 //! * `authn`, `authz` and `service` POST TokenReview and SubjectAccessReview bodies themselves,
 //!   byte for byte as kube-apiserver does, for what a real apiserver cannot be made to send
 //!   (malformed bodies, wrong versions, huge requests, a Keystone that hangs).
@@ -27,6 +30,7 @@ mod support;
 mod apiserver;
 mod authn;
 mod authz;
+mod bearer;
 mod charm;
 mod configmap;
 mod differential;

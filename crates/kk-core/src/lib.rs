@@ -5,6 +5,7 @@
 //!
 //! | module | concern |
 //! |---|---|
+//! | [`appcred_token`] | the application-credential bearer token (`kkac1_...`): format, parsing |
 //! | [`keystone`] | the Keystone v3 HTTP client and its JSON types |
 //! | [`goflags`] | command-line compatibility with the Go reference (`--a_b` is `--a-b`, `-v N`) |
 //! | [`hex`] | lower-case hexadecimal, the one encoder |
@@ -24,6 +25,7 @@
 
 use std::time::Duration;
 
+pub mod appcred_token;
 pub mod exec_credential;
 pub mod fsutil;
 pub mod goflags;

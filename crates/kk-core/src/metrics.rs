@@ -55,6 +55,8 @@ pub enum Counter {
     TokensPrefiltered,
     /// Requests to Keystone, by call and outcome.
     KeystoneRequests,
+    /// Application-credential bearer tokens (`kkac1_...`) reviewed past the cache, by result.
+    AppCredTokens,
     /// Policy loads, by source (file, configmap) and result.
     PolicyReloads,
     /// Sync config loads, by source (file, configmap) and result.
@@ -83,6 +85,7 @@ impl Counter {
             Counter::TokenCacheRequests => "k8s_keystone_auth_token_cache_requests_total",
             Counter::TokensPrefiltered => "k8s_keystone_auth_tokens_prefiltered_total",
             Counter::KeystoneRequests => "k8s_keystone_auth_keystone_requests_total",
+            Counter::AppCredTokens => "k8s_keystone_auth_application_credential_tokens_total",
             Counter::PolicyReloads => "k8s_keystone_auth_policy_reloads_total",
             Counter::SyncConfigReloads => "k8s_keystone_auth_sync_config_reloads_total",
             Counter::TlsReloads => "k8s_keystone_auth_tls_reloads_total",
@@ -103,6 +106,9 @@ impl Counter {
             }
             Counter::TokensPrefiltered => "Tokens refused without asking Keystone, by reason.",
             Counter::KeystoneRequests => "Requests to Keystone, by call and outcome.",
+            Counter::AppCredTokens => {
+                "Application-credential bearer tokens (kkac1_...) not answered from the cache, by result (exchanged, refused, throttled: refused without asking Keystone after too many failed secrets, unavailable, disabled, malformed)."
+            }
             Counter::PolicyReloads => {
                 "Policy loads (start-up and reloads), by source (file, configmap) and result; a failure keeps the policy in force."
             }
@@ -139,13 +145,14 @@ enum Family {
     BuildInfo,
 }
 
-const FAMILIES: [Family; 20] = [
+const FAMILIES: [Family; 21] = [
     Family::Counter(Counter::Reviews),
     Family::ReviewDuration,
     Family::Counter(Counter::TokenCacheRequests),
     Family::CacheEntries,
     Family::Counter(Counter::TokensPrefiltered),
     Family::Counter(Counter::KeystoneRequests),
+    Family::Counter(Counter::AppCredTokens),
     Family::Counter(Counter::PolicyReloads),
     Family::PolicyRules,
     Family::PolicySkippedRules,

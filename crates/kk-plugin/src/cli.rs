@@ -267,6 +267,13 @@ pub struct KubeconfigArgs {
     /// Do not check the application credential with Keystone before writing the kubeconfig
     #[arg(long)]
     pub no_verify: bool,
+    /// Write the application credential as a plain bearer token (`token: kkac1_...`) instead
+    /// of an `exec` of this plugin: for machines without the plugin (phones, GUIs, CI, curl).
+    /// The cluster's k8s-keystone-auth must enable [application_credential_tokens]. The
+    /// credential's secret then travels in every request; see docs/bearer-tokens.md. Needs an
+    /// application credential by id (or --create-application-credential)
+    #[arg(long, visible_alias = "no-plugin", conflicts_with = "command")]
+    pub bearer_token: bool,
     /// Write the kubeconfig to this new file (mode 0600) instead of stdout
     #[arg(long, short = 'o', value_name = "FILE", conflicts_with = "merge")]
     pub output: Option<PathBuf>,

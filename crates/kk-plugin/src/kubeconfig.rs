@@ -1,5 +1,6 @@
 //! The kubeconfig generator: a cluster, a context and a user whose `exec` runs
-//! `kubectl-keystone-auth` with the credential in `env`; and merging that into an existing
+//! `kubectl-keystone-auth` with the credential in `env` (or, with `--bearer-token`, whose
+//! `token` is the application-credential bearer token of [`kk_core::appcred_token`]); and merging that into an existing
 //! kubeconfig without touching its other entries. Pure: text in, text out, through the typed
 //! model of [`kk_core::kubeconfig`] (whose catch-alls keep the keys it does not name).
 
@@ -41,6 +42,8 @@ pub struct Spec {
     pub env: Vec<(String, Secret)>,
     /// `Never` when the credential is complete, `IfAvailable` when a password must be typed.
     pub interactive_mode: InteractiveMode,
+    /// A bearer token (`kkac1_...`) written as the user's `token` instead of the `exec`.
+    pub token: Option<Secret>,
 }
 
 /// Name of the extension that marks the entries this tool wrote (in `extensions` of the
@@ -154,10 +157,15 @@ pub fn generate(spec: &Spec) -> Config {
         install_hint: Some(INSTALL_HINT.to_string()),
         ..Default::default()
     };
+    let (exec, token) = match &spec.token {
+        Some(t) => (None, Some(t.clone())),
+        None => (Some(exec), None),
+    };
     let user = NamedUser {
         name: spec.user.clone(),
         user: AuthInfo {
-            exec: Some(exec),
+            exec,
+            token,
             extensions: mark(),
             ..Default::default()
         },
@@ -245,6 +253,7 @@ mod tests {
                 ),
             ],
             interactive_mode: InteractiveMode::Never,
+            token: None,
         }
     }
 
@@ -294,6 +303,20 @@ mod tests {
         }
         // And as the model: it reads back as written.
         assert_eq!(parse(&text).unwrap(), generate(&spec()));
+    }
+
+    #[test]
+    fn a_bearer_token_user_has_a_token_and_no_exec() {
+        let mut sp = spec();
+        sp.token = Some(Secret::new("kkac1_aWQ.c2Vj"));
+        let text = render(&generate(&sp)).unwrap();
+        let back: Value = serde_yaml_ng::from_str(&text).unwrap();
+        let user = &back["users"][0]["user"];
+        assert_eq!(user["token"], s("kkac1_aWQ.c2Vj"));
+        assert!(user.get("exec").is_none(), "{text}");
+        assert!(!text.contains("OS_APPLICATION_CREDENTIAL"), "{text}");
+        // Written by this tool: --merge may replace it.
+        assert!(generate(&sp).users[0].is_ours());
     }
 
     #[test]

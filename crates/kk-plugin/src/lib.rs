@@ -725,6 +725,28 @@ fn blank_unused(env: &mut Vec<(String, Secret)>) {
     }
 }
 
+/// The application-credential bearer token (`kkac1_...`) of the credential the kubeconfig's
+/// `exec` would carry in `env`.
+fn bearer_token(env: &[(String, Secret)]) -> Result<Secret> {
+    let get = |f: Field| {
+        env.iter()
+            .find(|(k, v)| k == f.var() && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    let Some(id) = get(Field::AppCredId) else {
+        bail!(
+            "--bearer-token needs the application credential's id (--application-credential-id): a bearer token carries the id and the secret, not a name and a user"
+        );
+    };
+    let Some(secret) = get(Field::AppCredSecret) else {
+        bail!("--bearer-token needs the application credential's secret");
+    };
+    eprintln!(
+        "kubectl-keystone-auth: the kubeconfig holds the application credential as a bearer token: the cluster's k8s-keystone-auth must enable [application_credential_tokens], and the secret travels in every request (docs/bearer-tokens.md)"
+    );
+    Ok(kk_core::appcred_token::AppCredToken::new(id.expose(), secret).encode())
+}
+
 /// The `kubeconfig` subcommand.
 pub async fn kubeconfig(
     cred: &CredentialArgs,
@@ -752,6 +774,15 @@ pub async fn kubeconfig(
     let interactive = ctx.stdin_is_terminal;
     let mut layers = layers(cred, ctx)?;
     let mut plan = resolve(&mut layers, interactive)?;
+    if args.bearer_token
+        && args.create_application_credential.is_none()
+        && plan.auth_type() != settings::AuthType::ApplicationCredential
+    {
+        bail!(
+            "--bearer-token writes an application credential as the kubeconfig's token, and the credential given is a {}: give an application credential (--application-credential-id and --application-credential-secret) or add --create-application-credential NAME",
+            plan.auth_type().as_str()
+        );
+    }
     let (mut env, interactive_mode) = match &args.create_application_credential {
         Some(name) => {
             if let Some(e) = &args.expires_at {
@@ -839,6 +870,11 @@ pub async fn kubeconfig(
             (env, mode)
         }
     };
+    let token = if args.bearer_token {
+        Some(bearer_token(&env)?)
+    } else {
+        None
+    };
     blank_unused(&mut env);
     let cluster = args
         .cluster_name
@@ -865,6 +901,7 @@ pub async fn kubeconfig(
         args: vec![],
         env,
         interactive_mode,
+        token,
     };
     let generated = kubeconfig::generate(&spec);
     if let Some(path) = &args.output {

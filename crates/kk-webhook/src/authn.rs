@@ -7,6 +7,12 @@
 //! | 404/401 (unknown, expired, revoked, deleted credential, disabled user) | `authenticated: false` | negative TTL |
 //! | valid but unscoped, or rules exclude `k8s` | `authenticated: false` + reason | negative TTL |
 //! | unreachable, timeout, 5xx | `authenticated: false` + `error` | no (optionally a stale valid answer) |
+//!
+//! An application-credential bearer token (`kkac1_...`, [`kk_core::appcred_token`]) is, when
+//! `[application_credential_tokens]` enables it, exchanged for a Keystone token
+//! (`POST /v3/auth/tokens`, whose answer describes the token) and then treated as that token,
+//! cached under the SHA-256 of the whole bearer token. Failed secrets are counted per
+//! credential id ([`Throttle`]); disabled, such tokens are refused without asking Keystone.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,12 +21,15 @@ use std::time::{Duration, SystemTime};
 use tracing::{debug, info, warn};
 
 use crate::cache::{Key, Lifetime, TokenCache};
-use crate::config::CacheConfig;
+use crate::config::{AppCredTokensConfig, CacheConfig};
 use crate::identity::{
-    Identity, UsernameFormat, has_access_rules, identity_from_token, prefilter, user_info,
+    Identity, Prefiltered, UsernameFormat, has_access_rules, identity_from_token, prefilter,
+    user_info,
 };
+use kk_core::appcred_token::AppCredToken;
 use kk_core::k8s::TokenReviewStatus;
-use kk_core::keystone::{KeystoneClient, KeystoneError};
+use kk_core::keystone::types::Token;
+use kk_core::keystone::{AuthRequest, KeystoneClient, KeystoneError};
 use kk_core::metrics::Metrics;
 use kk_core::secret::Secret;
 use kk_policy::sync_config::RoleMapping;
@@ -65,6 +74,144 @@ pub struct Authenticator {
     /// The sync config's role mappings, applied to every authenticated user (replaced when the
     /// sync config is reloaded).
     role_mappings: RoleMappings,
+    /// Application credentials as bearer tokens.
+    appcred: AppCredTokensConfig,
+    /// Failed secrets per application credential id.
+    throttle: Throttle,
+}
+
+/// Most credential ids whose failures are tracked at once (expired windows are dropped first;
+/// past this, a new id's failures are not tracked until room is made).
+const THROTTLE_MAX_IDS: usize = 100_000;
+
+/// The brute-force rule for application-credential bearer tokens: once `max_failures` secrets
+/// of one credential id were refused by Keystone (or are being tried) within `window` of the
+/// first failure, every further attempt for that id that the cache cannot answer is refused
+/// without asking Keystone until the window ends. A correct token still cached keeps working.
+#[derive(Debug)]
+struct Throttle {
+    max_failures: u32,
+    window: Duration,
+    ids: std::sync::Mutex<std::collections::HashMap<String, Attempts>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Attempts {
+    /// When the first failure of the window happened.
+    since: tokio::time::Instant,
+    /// Failures in the window.
+    failures: u32,
+    /// Exchanges under way.
+    in_flight: u32,
+}
+
+/// What [`Throttle::begin`] decided.
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    /// Ask Keystone.
+    Go,
+    /// Refuse without asking: this many failures in the window.
+    Throttled,
+}
+
+impl Throttle {
+    fn new(max_failures: u32, window: Duration) -> Self {
+        Self {
+            max_failures,
+            window,
+            ids: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Attempts>> {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Before asking Keystone for `id`: counts the attempt in flight, unless throttled.
+    fn begin(&self, id: &str) -> Admission {
+        let now = tokio::time::Instant::now();
+        let mut ids = self.lock();
+        if let Some(a) = ids.get_mut(id) {
+            if a.failures > 0 && now >= a.since + self.window {
+                a.failures = 0;
+            }
+            if a.failures + a.in_flight >= self.max_failures {
+                return Admission::Throttled;
+            }
+            a.in_flight += 1;
+            return Admission::Go;
+        }
+        if ids.len() >= THROTTLE_MAX_IDS {
+            let window = self.window;
+            ids.retain(|_, a| a.in_flight > 0 || (a.failures > 0 && now < a.since + window));
+        }
+        if ids.len() < THROTTLE_MAX_IDS {
+            ids.insert(
+                id.to_string(),
+                Attempts {
+                    since: now,
+                    failures: 0,
+                    in_flight: 1,
+                },
+            );
+        }
+        Admission::Go
+    }
+
+    /// After Keystone answered for `id`: `failed` when it refused the secret. Returns whether
+    /// this failure reached the limit (to log it once per window).
+    fn end(&self, id: &str, failed: bool) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut ids = self.lock();
+        let Some(a) = ids.get_mut(id) else {
+            return false;
+        };
+        a.in_flight = a.in_flight.saturating_sub(1);
+        if failed {
+            if a.failures == 0 || now >= a.since + self.window {
+                a.since = now;
+                a.failures = 0;
+            }
+            a.failures += 1;
+            return a.failures == self.max_failures;
+        }
+        if a.failures == 0 && a.in_flight == 0 {
+            ids.remove(id);
+        }
+        false
+    }
+}
+
+/// Ends an attempt of [`Throttle::begin`] even when the exchange is cancelled.
+struct AttemptGuard<'a> {
+    throttle: &'a Throttle,
+    id: &'a str,
+    done: bool,
+}
+
+impl AttemptGuard<'_> {
+    fn finish(mut self, failed: bool) -> bool {
+        self.done = true;
+        self.throttle.end(self.id, failed)
+    }
+}
+
+impl Drop for AttemptGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.throttle.end(self.id, false);
+        }
+    }
+}
+
+/// `message` with every occurrence of the secrets replaced (Keystone's error messages are
+/// passed on, and must never carry a credential's secret).
+fn scrub(message: &str, secrets: &[&str]) -> String {
+    let mut m = message.to_string();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        m = m.replace(s, "<redacted>");
+    }
+    m
 }
 
 /// The role mappings in force, shared by the token reviews and the namespace sync's naming of
@@ -117,7 +264,19 @@ impl Authenticator {
             role_mappings,
             metrics,
             groups_skip_logged: AtomicBool::new(false),
+            appcred: AppCredTokensConfig::default(),
+            throttle: Throttle::new(
+                AppCredTokensConfig::default().max_failures,
+                AppCredTokensConfig::default().failure_window,
+            ),
         }
+    }
+
+    /// Sets how application-credential bearer tokens are handled (default: refused).
+    pub fn with_appcred_tokens(mut self, config: AppCredTokensConfig) -> Self {
+        self.throttle = Throttle::new(config.max_failures, config.failure_window);
+        self.appcred = config;
+        self
     }
 
     /// The Keystone client (for readiness checks).
@@ -127,6 +286,9 @@ impl Authenticator {
 
     /// Reviews one token.
     pub async fn review(&self, token: &Secret) -> Review {
+        if kk_core::appcred_token::is_appcred_token(token.expose()) {
+            return self.review_appcred(token).await;
+        }
         if let Err(why) = prefilter(token.expose(), self.max_token_length) {
             self.metrics.inc(
                 kk_core::metrics::Counter::TokensPrefiltered,
@@ -144,12 +306,85 @@ impl Authenticator {
                 identity: None,
             };
         }
+        self.cached(
+            token,
+            |stale| async move { self.validate(token, stale).await },
+        )
+        .await
+    }
+
+    /// A review refused before the cache (the prefilter, a disabled or malformed
+    /// application-credential token).
+    fn refused_early(reason: String, source: &'static str) -> Review {
+        Review {
+            status: TokenReviewStatus {
+                authenticated: false,
+                user: None,
+                error: None,
+            },
+            result: "unauthenticated",
+            reason,
+            source,
+            identity: None,
+        }
+    }
+
+    /// Reviews an application-credential bearer token.
+    async fn review_appcred(&self, token: &Secret) -> Review {
+        let count = |result: &'static str| {
+            self.metrics.inc(
+                kk_core::metrics::Counter::AppCredTokens,
+                &[("result", result)],
+            );
+        };
+        if !self.appcred.enabled {
+            count("disabled");
+            info!(
+                "refused an application-credential bearer token (kkac...) without asking Keystone: they are disabled; to accept them set `enabled = true` in the [application_credential_tokens] section of the config file (docs/bearer-tokens.md)"
+            );
+            return Self::refused_early(
+                "application credential bearer tokens are not enabled in k8s-keystone-auth".into(),
+                "disabled",
+            );
+        }
+        if token.len() > self.max_token_length {
+            count("malformed");
+            return Self::refused_early(Prefiltered::TooLong.reason().to_string(), "prefilter");
+        }
+        let credential = match AppCredToken::parse(token.expose()) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Self::refused_early(
+                    "not an application credential token".into(),
+                    "prefilter",
+                );
+            }
+            Err(e) => {
+                count("malformed");
+                return Self::refused_early(e.to_string(), "prefilter");
+            }
+        };
+        let credential = &credential;
+        self.cached(token, |stale| async move {
+            let (outcome, lifetime, result) = self.exchange(token, credential, stale).await;
+            count(result);
+            (outcome, lifetime)
+        })
+        .await
+    }
+
+    /// The answer for `token` from the cache, or from `compute` (single flight).
+    async fn cached<F, Fut>(&self, token: &Secret, compute: F) -> Review
+    where
+        F: FnOnce(Option<Outcome>) -> Fut,
+        Fut: std::future::Future<Output = (Outcome, Option<Lifetime>)>,
+    {
         let stale_flag = AtomicBool::new(false);
         let flag = &stale_flag;
         let (outcome, cache_status) = self
             .cache
             .get_or_compute(Key::of(token), move |stale| async move {
-                let (outcome, lifetime) = self.validate(token, stale).await;
+                let (outcome, lifetime) = compute(stale).await;
                 if lifetime.is_none() && matches!(outcome, Outcome::Authenticated(_)) {
                     flag.store(true, Ordering::Relaxed);
                 }
@@ -215,29 +450,33 @@ impl Authenticator {
         })
     }
 
+    /// What answers when Keystone could not decide: an error, or (optionally) the stale
+    /// valid answer.
+    fn unavailable(&self, message: String, stale: &Option<Outcome>) -> (Outcome, Option<Lifetime>) {
+        if self.cache_config.serve_stale
+            && let Some(Outcome::Authenticated(id)) = stale
+            && id.expires_at > SystemTime::now()
+        {
+            warn!(error = %message, user = %id.user_name, "Keystone unavailable; answering from the cache");
+            return (Outcome::Authenticated(id.clone()), None);
+        }
+        (
+            Outcome::Unavailable(format!("Keystone unavailable: {message}").into()),
+            None,
+        )
+    }
+
     /// One Keystone round: validate, check, fetch groups.
     async fn validate(
         &self,
         token: &Secret,
         stale: Option<Outcome>,
     ) -> (Outcome, Option<Lifetime>) {
-        let unavailable = |e: &KeystoneError| -> (Outcome, Option<Lifetime>) {
-            let message = kk_core::error_chain(e);
-            if self.cache_config.serve_stale
-                && let Some(Outcome::Authenticated(id)) = &stale
-                && id.expires_at > SystemTime::now()
-            {
-                warn!(error = %message, user = %id.user_name, "Keystone unavailable; answering from the cache");
-                return (Outcome::Authenticated(id.clone()), None);
-            }
-            (
-                Outcome::Unavailable(format!("Keystone unavailable: {message}").into()),
-                None,
-            )
-        };
         let body = match self.keystone.validate_token(token).await {
             Ok(body) => body,
-            Err(e) if e.is_unavailable() => return unavailable(&e),
+            Err(e) if e.is_unavailable() => {
+                return self.unavailable(kk_core::error_chain(&e), &stale);
+            }
             Err(e) => {
                 debug!(error = %e, "token refused by Keystone");
                 return (
@@ -246,8 +485,90 @@ impl Authenticator {
                 );
             }
         };
+        self.accept(token, &body, &stale, &[]).await
+    }
+
+    /// Exchanges an application credential for a Keystone token
+    /// (`POST /v3/auth/tokens`, method `application_credential`), then checks that token like
+    /// any other. Returns the metric's result too.
+    async fn exchange(
+        &self,
+        bearer: &Secret,
+        credential: &AppCredToken,
+        stale: Option<Outcome>,
+    ) -> (Outcome, Option<Lifetime>, &'static str) {
+        let id = credential.id.as_str();
+        if self.throttle.begin(id) == Admission::Throttled {
+            debug!(
+                application_credential_id = %id,
+                "application credential throttled after too many failed secrets; not asking Keystone"
+            );
+            // Not cached: the window's end, not the cache, decides when it is tried again.
+            return (
+                Outcome::Refused(
+                    "too many failed attempts for this application credential; try again later"
+                        .into(),
+                ),
+                None,
+                "throttled",
+            );
+        }
+        let attempt = AttemptGuard {
+            throttle: &self.throttle,
+            id,
+            done: false,
+        };
+        let request = AuthRequest::ApplicationCredential {
+            id: Some(credential.id.clone()),
+            name: None,
+            user: None,
+            secret: credential.secret.clone(),
+        };
+        let secrets = [credential.secret.expose(), bearer.expose()];
+        match self.keystone.issue_token(&request).await {
+            Ok((token, body)) => {
+                attempt.finish(false);
+                let (outcome, lifetime) = self.accept(&token, &body, &stale, &secrets).await;
+                (outcome, lifetime, "exchanged")
+            }
+            Err(e) if e.is_unavailable() => {
+                drop(attempt);
+                let message = scrub(&kk_core::error_chain(&e), &secrets);
+                let (outcome, lifetime) = self.unavailable(message, &stale);
+                (outcome, lifetime, "unavailable")
+            }
+            Err(e) => {
+                let message = scrub(&e.to_string(), &secrets);
+                if attempt.finish(true) {
+                    warn!(
+                        application_credential_id = %id,
+                        max_failures = self.throttle.max_failures,
+                        window = ?self.throttle.window,
+                        "too many failed secrets for this application credential: further attempts with secrets not in the cache are refused without asking Keystone until the window ends"
+                    );
+                } else {
+                    info!(application_credential_id = %id, error = %message, "application credential bearer token refused by Keystone");
+                }
+                (
+                    Outcome::Refused("application credential not accepted by Keystone".into()),
+                    self.negative(),
+                    "refused",
+                )
+            }
+        }
+    }
+
+    /// A token Keystone described (`body`): the service's checks, the user's groups (listed
+    /// with `token`), the cache lifetime. `secrets` are scrubbed from error messages.
+    async fn accept(
+        &self,
+        token: &Secret,
+        body: &Token,
+        stale: &Option<Outcome>,
+        secrets: &[&str],
+    ) -> (Outcome, Option<Lifetime>) {
         let now = SystemTime::now();
-        let mut identity = match identity_from_token(&body, &self.service_type, now) {
+        let mut identity = match identity_from_token(body, &self.service_type, now) {
             Ok(id) => id,
             Err(refusal) => {
                 return (
@@ -257,11 +578,11 @@ impl Authenticator {
             }
         };
         match self
-            .groups(token, &identity.user_id, has_access_rules(&body))
+            .groups(token, &identity.user_id, has_access_rules(body))
             .await
         {
             Ok(groups) => identity.groups = groups,
-            Err(e) => return unavailable(&e),
+            Err(e) => return self.unavailable(scrub(&kk_core::error_chain(&e), secrets), stale),
         }
         let left = identity
             .expires_at

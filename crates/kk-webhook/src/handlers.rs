@@ -499,6 +499,7 @@ mod tests {
                 negative_ttl: Duration::from_secs(10),
                 serve_stale: false,
             },
+            appcred_tokens: Default::default(),
             policy_file: Some(policy),
             policy_configmap: None,
             policy_reload_interval: Duration::from_secs(2),

@@ -279,7 +279,8 @@ impl State {
                 config.max_token_length,
                 role_mappings.clone(),
                 metrics.clone(),
-            ),
+            )
+            .with_appcred_tokens(config.appcred_tokens.clone()),
             policy: RwLock::new(Arc::new(policy)),
             policy_strict: config.policy_strict,
             sync_strict: config.sync_strict,

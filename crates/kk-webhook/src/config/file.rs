@@ -29,6 +29,9 @@ pub struct FileConfig {
     /// The token cache.
     #[serde(default)]
     pub cache: CacheSection,
+    /// Application credentials sent as bearer tokens (`kkac1_...`), off by default.
+    #[serde(default)]
+    pub application_credential_tokens: AppCredTokensSection,
     /// The authorization policy.
     #[serde(default)]
     pub policy: PolicySection,
@@ -125,6 +128,21 @@ pub struct CacheSection {
     /// Keep answering from cached valid tokens while Keystone is unreachable, never past the
     /// token's own expiry (`false`).
     pub serve_stale_while_keystone_down: Option<bool>,
+}
+
+/// `[application_credential_tokens]`: bearer tokens carrying an application credential's id
+/// and secret (`kkac1_...`, docs/bearer-tokens.md), exchanged at Keystone for a token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppCredTokensSection {
+    /// Accept them (`false`: they are refused without asking Keystone, with a log line).
+    pub enabled: Option<bool>,
+    /// Failed secrets for one credential id within `failure_window` after which further
+    /// attempts with a secret not in the cache are refused without asking Keystone until the
+    /// window ends (`5`).
+    pub max_failures: Option<Spanned<i64>>,
+    /// The window of `max_failures`, from the first failure (`5m`).
+    pub failure_window: Option<Spanned<String>>,
 }
 
 /// `[policy]`

@@ -42,6 +42,8 @@ pub struct Config {
     pub max_token_length: usize,
     /// Cache settings.
     pub cache: CacheConfig,
+    /// Application credentials as bearer tokens.
+    pub appcred_tokens: AppCredTokensConfig,
     /// Policy file, if any.
     pub policy_file: Option<PathBuf>,
     /// Policy ConfigMap in kube-system (data key `policies`), if any; never with a policy file.
@@ -160,6 +162,27 @@ pub struct CacheConfig {
     pub negative_ttl: Duration,
     /// Serve cached valid tokens while Keystone is down.
     pub serve_stale: bool,
+}
+
+/// `[application_credential_tokens]`: application credentials sent as bearer tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCredTokensConfig {
+    /// Whether they are exchanged at Keystone (else refused without a Keystone call).
+    pub enabled: bool,
+    /// Failures for one credential id within `failure_window` that start refusing it.
+    pub max_failures: u32,
+    /// The window, from the first failure.
+    pub failure_window: Duration,
+}
+
+impl Default for AppCredTokensConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_failures: 5,
+            failure_window: Duration::from_secs(300),
+        }
+    }
 }
 
 /// A configuration error; the message names the flag, variable or file key.
@@ -711,6 +734,33 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
         serve_stale: c.serve_stale_while_keystone_down.unwrap_or(false),
     };
 
+    // application credentials as bearer tokens
+    let a = &file.application_credential_tokens;
+    let defaults = AppCredTokensConfig::default();
+    let appcred_tokens = AppCredTokensConfig {
+        enabled: a.enabled.unwrap_or(false),
+        max_failures: match &a.max_failures {
+            Some(v) => u32::try_from(*v.get_ref())
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        &ctx.file_origin("application_credential_tokens.max_failures", v),
+                        "must be between 1 and 1000",
+                    )
+                })?,
+            None => defaults.max_failures,
+        },
+        failure_window: duration(
+            &ctx,
+            a.failure_window.as_ref(),
+            "application_credential_tokens.failure_window",
+            defaults.failure_window,
+            Duration::from_secs(1),
+            Duration::from_secs(24 * 3600),
+        )?,
+    };
+
     // policy and sync
     let policy_pick = ctx.pick(
         args.keystone_policy_file.as_ref(),
@@ -847,6 +897,7 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
         username_format,
         max_token_length,
         cache,
+        appcred_tokens,
         policy_file,
         policy_configmap,
         policy_reload_interval,

@@ -556,3 +556,54 @@ fn sync_and_kubernetes_sections() {
             .starts_with("--kubeconfig, KEYSTONE_KUBECONFIG_FILE or `kubernetes.kubeconfig`")
     );
 }
+
+#[test]
+fn application_credential_tokens_are_off_by_default_and_validated() {
+    let c = run(&TLS, Some("[keystone]\nurl = \"https://ks\"\n")).unwrap();
+    assert_eq!(c.appcred_tokens, AppCredTokensConfig::default());
+    assert!(!c.appcred_tokens.enabled);
+    let c = run(
+        &TLS,
+        Some("[keystone]\nurl = \"https://ks\"\n[application_credential_tokens]\nenabled = true\nmax_failures = 3\nfailure_window = \"1m\"\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.appcred_tokens,
+        AppCredTokensConfig {
+            enabled: true,
+            max_failures: 3,
+            failure_window: Duration::from_secs(60),
+        }
+    );
+    let err = run(
+        &TLS,
+        Some(
+            "[keystone]\nurl = \"https://ks\"\n[application_credential_tokens]\nmax_failures = 0\n",
+        ),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "invalid `application_credential_tokens.max_failures` in /etc/k.toml line 4: must be between 1 and 1000"
+    );
+    let err = run(
+        &TLS,
+        Some("[keystone]\nurl = \"https://ks\"\n[application_credential_tokens]\nfailure_window = \"0s\"\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with(
+            "invalid `application_credential_tokens.failure_window` in /etc/k.toml line 4"
+        ),
+        "{err}"
+    );
+    let err = run(
+        &TLS,
+        Some("[keystone]\nurl = \"https://ks\"\n[application_credential_tokens]\nenable = true\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unknown field `enable`"), "{err}");
+}
