@@ -10,6 +10,9 @@
 //!   cached, refusals cached, stale serving, single flight, the subject never the caller.
 //! * `routes`: `warp::test` for routes, methods, body limits and `Status` bodies, plus the real
 //!   accept loop (`webhook::serve`, plain HTTP) for chunked bodies and `?timeout=30s`.
+//! * `bad_input`: malformed, truncated, 10,000 levels deep, huge, wrong-type and wrong-version
+//!   review bodies (a 4xx `Status`, nothing read past the limit), and odd Keystone answers
+//!   (wrong types, missing fields, 100 MB, a slow drip: uncached errors within the timeout).
 //! * `binary`: the real `k8s-keystone-auth` pointed at the fake with `[keystone] url`.
 //! * `tls`: what the project's HTTPS clients trust (kk_core::tls) against a tokio-rustls server:
 //!   a CA file's chain, or exactly a pinned self-signed certificate, valid and for the host; the
@@ -26,6 +29,7 @@ mod fake;
 mod support;
 
 mod authn;
+mod bad_input;
 mod binary;
 mod client;
 mod routes;
