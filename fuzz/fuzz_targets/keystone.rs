@@ -38,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut id) = identity_from_token(&token, SERVICE, now) else {
         return;
     };
-    let project = token.project.as_ref().expect("an identity has a project scope");
+    let project = token
+        .project
+        .as_ref()
+        .expect("an identity has a project scope");
     assert_eq!(id.project_id, project.id);
     assert!(id.expires_at >= now);
     let restricted = token
@@ -48,7 +51,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(restricted, !id.access_rules.is_empty());
     assert!(!id.roles_complete || token.application_credential.is_none());
     id.groups = vec!["devs".into()];
-    for format in [UsernameFormat::Name, UsernameFormat::NameAtDomain, UsernameFormat::Id] {
+    for format in [
+        UsernameFormat::Name,
+        UsernameFormat::NameAtDomain,
+        UsernameFormat::Id,
+    ] {
         let user = user_info(&id, format, &[]);
         assert_eq!(user.extra[extra_keys::PROJECT_ID], [project.id.clone()]);
         assert_eq!(user.groups.last(), Some(&project.id));

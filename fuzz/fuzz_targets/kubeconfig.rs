@@ -24,7 +24,10 @@ fn generated() -> Config {
         namespace: Some("team-a".into()),
         command: "kubectl-keystone-auth".into(),
         args: vec![],
-        env: vec![("OS_APPLICATION_CREDENTIAL_SECRET".into(), Secret::new("s3cr3t"))],
+        env: vec![(
+            "OS_APPLICATION_CREDENTIAL_SECRET".into(),
+            Secret::new("s3cr3t"),
+        )],
         interactive_mode: InteractiveMode::Never,
     })
 }

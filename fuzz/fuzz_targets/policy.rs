@@ -19,9 +19,32 @@ use libfuzzer_sys::fuzz_target;
 
 /// Words the policies and requests share, so that the fuzzer reaches matching rules.
 const WORDS: &[&str] = &[
-    "", "*", "get", "list", "create", "delete", "pods", "pods/exec", "exec", "secrets",
-    "namespaces", "default", "kube-system", "apps", "v1", "/healthz", "/api", "/api/*",
-    "member", "admin", "k8s-viewer", "demo", "p1", "alice", "devs", "!kube-system",
+    "",
+    "*",
+    "get",
+    "list",
+    "create",
+    "delete",
+    "pods",
+    "pods/exec",
+    "exec",
+    "secrets",
+    "namespaces",
+    "default",
+    "kube-system",
+    "apps",
+    "v1",
+    "/healthz",
+    "/api",
+    "/api/*",
+    "member",
+    "admin",
+    "k8s-viewer",
+    "demo",
+    "p1",
+    "alice",
+    "devs",
+    "!kube-system",
 ];
 const KEYS: &[&str] = &[
     extra_keys::PROJECT_ID,
@@ -123,7 +146,10 @@ fn check(policy: &Policy, o: &Owned) {
     if !keystone {
         assert!(!decision.allowed && !decision.denied, "{decision:?}");
     }
-    let rules = o.extra.as_ref().and_then(|e| e.get(extra_keys::ACCESS_RULES));
+    let rules = o
+        .extra
+        .as_ref()
+        .and_then(|e| e.get(extra_keys::ACCESS_RULES));
     let http = access_rules::http_request(&attributes);
     if decision.denied {
         assert!(rules.is_some_and(|r| !access_rules::allows(r, &http)));

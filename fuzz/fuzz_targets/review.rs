@@ -92,4 +92,3 @@ fuzz_target!(|body: &[u8]| {
         }
     }
 });
-

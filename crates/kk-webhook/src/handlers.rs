@@ -121,7 +121,7 @@ pub enum Review {
     /// A TokenReview of a known version.
     TokenReview(TokenReviewRequest),
     /// A SubjectAccessReview of a known version, with resource or non-resource attributes.
-    SubjectAccessReview(SubjectAccessReviewRequest),
+    SubjectAccessReview(Box<SubjectAccessReviewRequest>),
 }
 
 const NO_ATTRIBUTES: &str = "invalid SubjectAccessReview: spec.resourceAttributes or spec.nonResourceAttributes is required";
@@ -145,7 +145,7 @@ pub fn decode(expect: Expect, body: &[u8]) -> Result<Review, String> {
         if policy_request(&req.spec).is_none() {
             return Err(NO_ATTRIBUTES.into());
         }
-        Ok(Review::SubjectAccessReview(req))
+        Ok(Review::SubjectAccessReview(Box::new(req)))
     }
 }
 
@@ -186,7 +186,7 @@ pub async fn review(
     let started = Instant::now();
     let reply = match decode(expect, &body) {
         Ok(Review::TokenReview(req)) => token_review(req, &state, started).await,
-        Ok(Review::SubjectAccessReview(req)) => subject_access_review(req, &state, started),
+        Ok(Review::SubjectAccessReview(req)) => subject_access_review(*req, &state, started),
         Err(message) => bad_request(&state, &message),
     };
     Ok(reply)
