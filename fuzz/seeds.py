@@ -112,6 +112,8 @@ write("exec_credential", "v1-cluster", {"apiVersion": "client.authentication.k8s
 write("exec_credential", "v1beta1", {"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential", "spec": {}})
 write("exec_credential", "answer", {"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
     "status": {"token": "t", "expirationTimestamp": "2030-01-01T00:00:00.5+02:00"}})
+# Found by the fuzzer: the plugin trims Unicode whitespace (here a vertical tab) before parsing.
+write("exec_credential", "vertical-tab", b"{\n }\x0b\t\t\t")
 write("exec_credential", "unknown-version", '{"apiVersion":"client.authentication.k8s.io/v2","spec":null}')
 
 # kubeconfig
