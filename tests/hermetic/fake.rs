@@ -3,6 +3,7 @@
 //! Each `(method, path)` has a queue of [`Answer`]s; the last one of a queue repeats. Requests
 //! nobody scripted get HTTP 418, so a test that sends something unexpected sees it. Every
 //! request is recorded (before it is answered, so hung requests are recorded too).
+//! [`RawKeystone`] answers on raw TCP what warp cannot: a 100 MB body streamed, a slow drip.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -240,4 +241,133 @@ pub fn script_alice(ks: &FakeKeystone) {
 /// A token that passes the prefilter (a Fernet token's alphabet), distinct per `tag`.
 pub fn token(tag: &str) -> String {
     format!("gAAAAABhermetic{tag}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")
+}
+
+/// How [`RawKeystone`] answers every request (raw HTTP/1.1, one request per connection), for
+/// answers warp cannot make: bodies streamed without being held, bytes written slowly.
+#[derive(Debug, Clone)]
+pub enum RawAnswer {
+    /// `200` with a `Content-Length` of `total` bytes: `prefix`, then spaces, written 64 KiB at
+    /// a time as the client reads them (never more than one chunk in memory).
+    Huge { prefix: &'static str, total: u64 },
+    /// `at_once` (e.g. the status line and headers), then `dripped` one byte every
+    /// `interval`.
+    Drip {
+        at_once: Vec<u8>,
+        dripped: Vec<u8>,
+        interval: Duration,
+    },
+}
+
+/// What [`RawKeystone`] has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawStats {
+    /// Requests received (= connections).
+    pub requests: usize,
+    /// Connections whose answer was written to the end or cut by the client.
+    pub finished: usize,
+    /// Bytes of answers written (and accepted by the kernel).
+    pub written: u64,
+}
+
+/// A raw-TCP Keystone on 127.0.0.1:0 that answers every request with one [`RawAnswer`];
+/// stops when dropped.
+pub struct RawKeystone {
+    pub addr: SocketAddr,
+    stats: tokio::sync::watch::Receiver<RawStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawKeystone {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RawKeystone {
+    pub async fn start(answer: RawAnswer) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, stats) = tokio::sync::watch::channel(RawStats::default());
+        let tx = Arc::new(tx);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (tx, answer) = (tx.clone(), answer.clone());
+                tokio::spawn(async move {
+                    // The request head (a GET: no body), bounded.
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                        match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    tx.send_modify(|s| s.requests += 1);
+                    let wrote = |n: usize| tx.send_modify(|s| s.written += n as u64);
+                    match answer {
+                        RawAnswer::Huge { prefix, total } => {
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n{prefix}"
+                            );
+                            if tcp.write_all(head.as_bytes()).await.is_ok() {
+                                wrote(head.len());
+                                let chunk = vec![b' '; 64 * 1024];
+                                let mut left = total - prefix.len() as u64;
+                                while left > 0 {
+                                    let n = left.min(chunk.len() as u64) as usize;
+                                    if tcp.write_all(&chunk[..n]).await.is_err() {
+                                        break;
+                                    }
+                                    wrote(n);
+                                    left -= n as u64;
+                                }
+                            }
+                        }
+                        RawAnswer::Drip {
+                            at_once,
+                            dripped,
+                            interval,
+                        } => {
+                            if tcp.write_all(&at_once).await.is_err() {
+                                tx.send_modify(|s| s.finished += 1);
+                                return;
+                            }
+                            wrote(at_once.len());
+                            for b in dripped {
+                                if tcp.write_all(&[b]).await.is_err() {
+                                    break;
+                                }
+                                wrote(1);
+                                tokio::time::sleep(interval).await;
+                            }
+                        }
+                    }
+                    tx.send_modify(|s| s.finished += 1);
+                });
+            }
+        });
+        Self { addr, stats, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/v3", self.addr)
+    }
+
+    /// Waits (bounded) until `finished` connections have ended.
+    pub async fn finished(&self, finished: usize) -> RawStats {
+        let mut rx = self.stats.clone();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            rx.wait_for(|s| s.finished >= finished),
+        )
+        .await
+        .expect("the connection must end")
+        .map(|s| *s)
+        .unwrap()
+    }
 }

@@ -13,6 +13,9 @@
 //! * `bearer`: application-credential bearer tokens (`kkac1_...`): off by default with no
 //!   Keystone call, exchanged with `POST /v3/auth/tokens`, cached, single flight over 1,000
 //!   concurrent reviews, failed secrets throttled per credential id, secrets never in answers.
+//! * `bad_input`: malformed, truncated, 10,000 levels deep, huge, wrong-type and wrong-version
+//!   review bodies (a 4xx `Status`, nothing read past the limit), and odd Keystone answers
+//!   (wrong types, missing fields, 100 MB, a slow drip: uncached errors within the timeout).
 //! * `binary`: the real `k8s-keystone-auth` pointed at the fake with `[keystone] url`.
 //! * `tls`: what the project's HTTPS clients trust (kk_core::tls) against a tokio-rustls server:
 //!   a CA file's chain, or exactly a pinned self-signed certificate, valid and for the host; the
@@ -29,6 +32,7 @@ mod fake;
 mod support;
 
 mod authn;
+mod bad_input;
 mod bearer;
 mod binary;
 mod client;

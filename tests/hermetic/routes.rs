@@ -259,14 +259,14 @@ async fn answers_carry_the_requests_api_version() {
 }
 
 /// The real accept loop on 127.0.0.1 (plain HTTP), for what `warp::test` cannot send.
-struct Served {
-    addr: std::net::SocketAddr,
+pub(crate) struct Served {
+    pub(crate) addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Served {
-    async fn start(svc: &Svc) -> Self {
+    pub(crate) async fn start(svc: &Svc) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -286,7 +286,7 @@ impl Served {
     }
 
     /// Writes raw bytes and reads the answer until the server closes (bounded).
-    async fn raw(&self, request: &[u8]) -> String {
+    pub(crate) async fn raw(&self, request: &[u8]) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
         // The server may answer and close before the whole request is written.
@@ -296,7 +296,7 @@ impl Served {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }

@@ -115,6 +115,68 @@ fn check_type(meta: &TypeMeta, expect: Expect) -> Result<&'static str, String> {
     Ok(kind)
 }
 
+/// A review body as the handlers decode it (see [`decode`]).
+#[derive(Debug)]
+pub enum Review {
+    /// A TokenReview of a known version.
+    TokenReview(TokenReviewRequest),
+    /// A SubjectAccessReview of a known version, with resource or non-resource attributes.
+    SubjectAccessReview(Box<SubjectAccessReviewRequest>),
+}
+
+const NO_ATTRIBUTES: &str = "invalid SubjectAccessReview: spec.resourceAttributes or spec.nonResourceAttributes is required";
+
+/// Decodes a request body into the review `expect` allows: `Err` is the message of the HTTP 400
+/// answer. Pure (the fuzz target `review` calls it as the handler does).
+pub fn decode(expect: Expect, body: &[u8]) -> Result<Review, String> {
+    // serde reads a struct from a JSON array too; a review is always an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err("request body is not a JSON object".into());
+    }
+    let meta: TypeMeta = serde_json::from_slice(body)
+        .map_err(|e| format!("request body is not a JSON object: {e}"))?;
+    if check_type(&meta, expect)? == "TokenReview" {
+        serde_json::from_slice(body)
+            .map(Review::TokenReview)
+            .map_err(|e| format!("invalid TokenReview: {e}"))
+    } else {
+        let req: SubjectAccessReviewRequest = serde_json::from_slice(body)
+            .map_err(|e| format!("invalid SubjectAccessReview: {e}"))?;
+        if policy_request(&req.spec).is_none() {
+            return Err(NO_ATTRIBUTES.into());
+        }
+        Ok(Review::SubjectAccessReview(Box::new(req)))
+    }
+}
+
+/// What the policy is asked about a SubjectAccessReview; `None` without resource and
+/// non-resource attributes (resource attributes win when both are sent).
+pub fn policy_request(spec: &k8s::SubjectAccessReviewSpec) -> Option<Request<'_>> {
+    let attributes = match (&spec.resource_attributes, &spec.non_resource_attributes) {
+        (Some(r), _) => Attributes::Resource {
+            verb: &r.verb,
+            namespace: &r.namespace,
+            group: &r.group,
+            version: &r.version,
+            resource: &r.resource,
+            subresource: &r.subresource,
+            name: &r.name,
+        },
+        (None, Some(n)) => Attributes::NonResource {
+            verb: &n.verb,
+            path: &n.path,
+        },
+        (None, None) => return None,
+    };
+    Some(Request {
+        user: &spec.user,
+        uid: &spec.uid,
+        groups: spec.all_groups(),
+        extra: spec.extra.as_ref(),
+        attributes,
+    })
+}
+
 /// `POST /webhook`, `/authenticate`, `/authorize`.
 pub async fn review(
     expect: Expect,
@@ -122,36 +184,15 @@ pub async fn review(
     state: Arc<State>,
 ) -> Result<Response, std::convert::Infallible> {
     let started = Instant::now();
-    // serde reads a struct from a JSON array too; a review is always an object.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Ok(bad_request(&state, "request body is not a JSON object"));
-    }
-    let meta: TypeMeta = match serde_json::from_slice(&body) {
-        Ok(m) => m,
-        Err(e) => {
-            return Ok(bad_request(
-                &state,
-                &format!("request body is not a JSON object: {e}"),
-            ));
-        }
-    };
-    let kind = match check_type(&meta, expect) {
-        Ok(k) => k,
-        Err(message) => return Ok(bad_request(&state, &message)),
-    };
-    let reply = if kind == "TokenReview" {
-        token_review(&body, &state, started).await
-    } else {
-        subject_access_review(&body, &state, started)
+    let reply = match decode(expect, &body) {
+        Ok(Review::TokenReview(req)) => token_review(req, &state, started).await,
+        Ok(Review::SubjectAccessReview(req)) => subject_access_review(*req, &state, started),
+        Err(message) => bad_request(&state, &message),
     };
     Ok(reply)
 }
 
-async fn token_review(body: &[u8], state: &State, started: Instant) -> Response {
-    let req: TokenReviewRequest = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) => return bad_request(state, &format!("invalid TokenReview: {e}")),
-    };
+async fn token_review(req: TokenReviewRequest, state: &State, started: Instant) -> Response {
     let review = state.authenticator.review(&req.spec.token).await;
     if let (Some(sync), Some(id), Some(user)) = (&state.sync, &review.identity, &review.status.user)
     {
@@ -197,41 +238,18 @@ async fn token_review(body: &[u8], state: &State, started: Instant) -> Response 
     warp::reply::json(&answer).into_response()
 }
 
-fn subject_access_review(body: &[u8], state: &State, started: Instant) -> Response {
-    let req: SubjectAccessReviewRequest = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) => return bad_request(state, &format!("invalid SubjectAccessReview: {e}")),
-    };
+fn subject_access_review(
+    req: SubjectAccessReviewRequest,
+    state: &State,
+    started: Instant,
+) -> Response {
     let spec = &req.spec;
-    let attributes = match (&spec.resource_attributes, &spec.non_resource_attributes) {
-        (Some(r), _) => Attributes::Resource {
-            verb: &r.verb,
-            namespace: &r.namespace,
-            group: &r.group,
-            version: &r.version,
-            resource: &r.resource,
-            subresource: &r.subresource,
-            name: &r.name,
-        },
-        (None, Some(n)) => Attributes::NonResource {
-            verb: &n.verb,
-            path: &n.path,
-        },
-        (None, None) => {
-            return bad_request(
-                state,
-                "invalid SubjectAccessReview: spec.resourceAttributes or spec.nonResourceAttributes is required",
-            );
-        }
-    };
     let policy = state.policy();
-    let decision = policy.evaluate(&Request {
-        user: &spec.user,
-        uid: &spec.uid,
-        groups: spec.all_groups(),
-        extra: spec.extra.as_ref(),
-        attributes,
-    });
+    let Some(request) = policy_request(spec) else {
+        // decode() refuses such a review already.
+        return bad_request(state, NO_ATTRIBUTES);
+    };
+    let decision = policy.evaluate(&request);
     let elapsed = started.elapsed();
     let result = if decision.allowed {
         "allowed"
