@@ -29,6 +29,7 @@ fn generated() -> Config {
             Secret::new("s3cr3t"),
         )],
         interactive_mode: InteractiveMode::Never,
+        token: None,
     })
 }
 
