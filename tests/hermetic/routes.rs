@@ -355,3 +355,69 @@ async fn over_a_real_connection_chunked_bodies_are_bounded_and_the_timeout_query
     assert_eq!(v["status"]["allowed"], json!(true), "{v}");
     served.stop().await;
 }
+
+/// Clients that send their headers a byte at a time (slowloris) hold only their own
+/// connections: while 64 of them drip, other clients are answered at once.
+#[tokio::test]
+async fn clients_dripping_headers_do_not_starve_others() {
+    use tokio::io::AsyncWriteExt;
+    let (_ks, svc) = service().await;
+    let served = Served::start(&svc).await;
+    let head = b"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut drips = Vec::new();
+    for _ in 0..64 {
+        let addr = served.addr;
+        let mut stop = stop_rx.clone();
+        let started = started.clone();
+        drips.push(tokio::spawn(async move {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            // At most the head's length in bytes, 20 ms apart: bounded.
+            let mut sent = 0;
+            for b in head.iter() {
+                if *stop.borrow() || tcp.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                sent += 1;
+                if sent == 1 {
+                    started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+            sent
+        }));
+    }
+    // All drippers are connected and writing before the others come.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while started.load(std::sync::atomic::Ordering::SeqCst) < 64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drippers did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        let answer = served
+            .raw(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await;
+        slowest = slowest.max(t.elapsed());
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // Each dripper is still mid-header (none got an answer, none was done).
+    stop_tx.send(true).unwrap();
+    for d in drips {
+        let sent = d.await.unwrap();
+        assert!(sent > 0 && sent < head.len(), "a dripper sent {sent} bytes");
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a normal request waited {slowest:?} behind 64 dripping clients"
+    );
+    served.stop().await;
+}
