@@ -700,6 +700,15 @@ pub fn webhook_kubeconfig(svc: &Service) -> PathBuf {
 }
 
 /// A webhook kubeconfig for a service on 127.0.0.1:`port` whose CA is `ca_pem`.
+/// For a kube-apiserver of a test's own whose webhook is a service started after it: a port
+/// and a server PKI chosen now, and the webhook kubeconfig for them in `dir`.
+pub fn planned_webhook(dir: &Path) -> (u16, Pki, PathBuf) {
+    let (port, pki) = (free_port(), Pki::new("server"));
+    let webhook = dir.join("webhook.kubeconfig");
+    write_webhook_kubeconfig(&webhook, port, &pki.ca_pem);
+    (port, pki, webhook)
+}
+
 pub fn write_webhook_kubeconfig(path: &Path, port: u16, ca_pem: &str) {
     use base64::Engine;
     use kk_core::kubeconfig::{Cluster, Config, Context, NamedCluster, NamedContext, NamedUser};

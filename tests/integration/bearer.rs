@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::apiserver::{OwnApiserver, write_webhook_kubeconfig};
+use crate::apiserver::{OwnApiserver, planned_webhook};
 use crate::sandbox::*;
 use crate::support::*;
 use crate::sync::{eventually, tag};
@@ -53,70 +53,58 @@ fn bearer(id: &str, secret: &str) -> String {
     t
 }
 
-/// `curl` as a phone or a GUI calls the API: `Authorization: Bearer <token>` (from a header file,
-/// so the token is not in the logged command line), POSTing a SelfSubjectReview. Returns the
-/// HTTP status and the body.
-async fn curl_whoami(sb: &Sandbox, server: &str, ca: &Path, token: &str) -> (u16, Value) {
+/// `curl` as a phone or a GUI calls the API, with `Authorization: Bearer <token>` (from a header
+/// file, so the token is not in the logged command line): a GET of `path`, or a POST of `body`.
+/// Returns the HTTP status and the answer.
+async fn curl(
+    sb: &Sandbox,
+    server: &str,
+    ca: &Path,
+    token: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
     let header = sb.path("auth.header");
     std::fs::write(&header, format!("Authorization: Bearer {token}\n")).unwrap();
     let out = sb.path("curl.out");
-    let run = sb
-        .run_program(
-            "curl",
-            &[
-                "-sS",
-                "--cacert",
-                ca.to_str().unwrap(),
-                "-H",
-                &format!("@{}", header.display()),
-                "-H",
-                "Content-Type: application/json",
-                "-X",
-                "POST",
-                "--data",
-                r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#,
-                "-o",
-                out.to_str().unwrap(),
-                "-w",
-                "%{http_code}",
-                &format!("{server}/apis/authentication.k8s.io/v1/selfsubjectreviews"),
-            ],
-            &[],
-        )
-        .await;
+    let _ = std::fs::remove_file(&out);
+    let (ca, header_arg, out_arg) = (
+        ca.to_str().unwrap().to_string(),
+        format!("@{}", header.display()),
+        out.to_str().unwrap().to_string(),
+    );
+    let url = format!("{server}{path}");
+    let mut args = vec!["-sS", "--cacert", &ca, "-H", &header_arg];
+    if let Some(body) = body {
+        args.extend([
+            "-H",
+            "Content-Type: application/json",
+            "-X",
+            "POST",
+            "--data",
+            body,
+        ]);
+    }
+    args.extend(["-o", &out_arg, "-w", "%{http_code}", &url]);
+    let run = sb.run_program("curl", &args, &[]).await;
     assert_eq!(run.code, Some(0), "curl: {}", run.stderr);
-    let body = std::fs::read_to_string(&out).unwrap_or_default();
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
     (
         run.stdout.trim().parse().unwrap(),
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
 
-/// `curl` with `Authorization: Bearer <token>` GETting `/api` (no request body, which a refusing
-/// apiserver may cut short): the HTTP status, 200 or 401.
+/// POSTs a SelfSubjectReview (what `kubectl auth whoami` sends).
+async fn curl_whoami(sb: &Sandbox, server: &str, ca: &Path, token: &str) -> (u16, Value) {
+    let review = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#;
+    let path = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
+    curl(sb, server, ca, token, path, Some(review)).await
+}
+
+/// GETs `/api` (no request body, which a refusing apiserver may cut short): 200 or 401.
 async fn curl_api(sb: &Sandbox, server: &str, ca: &Path, token: &str) -> u16 {
-    let header = sb.path("auth.header");
-    std::fs::write(&header, format!("Authorization: Bearer {token}\n")).unwrap();
-    let run = sb
-        .run_program(
-            "curl",
-            &[
-                "-sS",
-                "--cacert",
-                ca.to_str().unwrap(),
-                "-H",
-                &format!("@{}", header.display()),
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &format!("{server}/api"),
-            ],
-            &[],
-        )
-        .await;
-    assert_eq!(run.code, Some(0), "curl: {}", run.stderr);
-    run.stdout.trim().parse().unwrap()
+    curl(sb, server, ca, token, "/api", None).await.0
 }
 
 /// The kubeconfig `kubectl-keystone-auth kubeconfig --bearer-token` writes for the credential.
@@ -211,9 +199,7 @@ except client.exceptions.ApiException as e:
 /// service answers valid tokens for 10 s, the apiserver caches its answers for 1 s.
 async fn enabled_cluster() -> (Service, OwnApiserver) {
     let dir = tempfile::tempdir().unwrap();
-    let (port, pki) = (free_port(), Pki::new("server"));
-    let webhook = dir.path().join("webhook.kubeconfig");
-    write_webhook_kubeconfig(&webhook, port, &pki.ca_pem);
+    let (port, pki, webhook) = planned_webhook(dir.path());
     let api = OwnApiserver::start(
         &webhook,
         Path::new(""),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::apiserver::{Bed, OwnApiserver, token_kubeconfig, write_webhook_kubeconfig};
+use crate::apiserver::{Bed, OwnApiserver, planned_webhook, token_kubeconfig};
 use crate::support::*;
 use crate::sync::{can_i, eventually, own_bed, tag};
 
@@ -101,9 +101,7 @@ async fn the_policy_configmap_decides_real_access_reviews_and_follows_its_update
     let t = tag();
     let name = format!("kkcm-policy-{t}");
     let dir = tempfile::tempdir().unwrap();
-    let (port, pki) = (free_port(), Pki::new("server"));
-    let webhook = dir.path().join("webhook.kubeconfig");
-    write_webhook_kubeconfig(&webhook, port, &pki.ca_pem);
+    let (port, pki, webhook) = planned_webhook(dir.path());
     // No caching of the webhook's answers by the apiserver beyond 1 s, so that a policy
     // change shows in the next requests.
     let api = OwnApiserver::start(

@@ -33,7 +33,7 @@ use kk_sync::plan::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::apiserver::{Bed, OwnApiserver, write_webhook_kubeconfig};
+use crate::apiserver::{Bed, OwnApiserver, planned_webhook};
 use crate::sandbox::*;
 use crate::support::*;
 use crate::sync::{eventually, own_bed, service_account_kubeconfig, service_identity_toml, tag};
@@ -113,9 +113,7 @@ impl Tenants {
         // The kube-apiserver, whose webhooks are the service (started below on the port and
         // with the CA chosen now).
         let dir = tempfile::tempdir().unwrap();
-        let (port, pki) = (free_port(), Pki::new("server"));
-        let webhook = dir.path().join("webhook.kubeconfig");
-        write_webhook_kubeconfig(&webhook, port, &pki.ca_pem);
+        let (port, pki, webhook) = planned_webhook(dir.path());
         let api = OwnApiserver::start_with_controllers(
             &webhook,
             &webhook,

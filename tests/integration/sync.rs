@@ -14,7 +14,7 @@ use kk_kube::types::{Namespace, RoleBinding};
 use kk_kube::{ClientSettings, ClusterConfig, KubeClient};
 use kk_sync::plan::{ANN_PROJECT_ID, ANN_PROJECT_NAME, MANAGED_BY, MANAGED_BY_LABEL};
 
-use crate::apiserver::{Bed, OwnApiserver, token_kubeconfig, write_webhook_kubeconfig};
+use crate::apiserver::{Bed, OwnApiserver, planned_webhook, token_kubeconfig};
 use crate::sandbox::*;
 use crate::support::*;
 
@@ -288,9 +288,7 @@ async fn keystone_projects_become_namespaces_and_role_assignments_role_bindings(
     // A kube-apiserver whose authentication webhook is the service (started below on a port
     // and with a CA chosen now), RBAC alone authorizing.
     let dir = tempfile::tempdir().unwrap();
-    let (port, pki) = (free_port(), Pki::new("server"));
-    let webhook = dir.path().join("webhook.kubeconfig");
-    write_webhook_kubeconfig(&webhook, port, &pki.ca_pem);
+    let (port, pki, webhook) = planned_webhook(dir.path());
     let api = OwnApiserver::start(&webhook, Path::new(""), "v1", "");
     let bed = own_bed(&api);
     let kube = admin_client(&api);
