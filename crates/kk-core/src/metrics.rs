@@ -3,12 +3,20 @@
 //! One [`Metrics`] value is shared (in an `Arc`) by the Keystone client, the token cache and the
 //! webhook handlers; `/metrics` renders it. Label values are a closed set of `&'static str`, so
 //! an attacker cannot grow the label space.
+//!
+//! Counting takes no lock and allocates nothing once a series exists: series live in a fixed
+//! table of slots, found by a hash of the counter and its labels (open addressing); a slot's
+//! key is set once ([`OnceLock`]) and its value is an atomic. The review latency histogram is a
+//! few atomics per kind.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Label pairs of a series.
+type Labels = [(&'static str, &'static str)];
 
 /// A counter series: metric name and label pairs.
 type SeriesKey = (Counter, Vec<(&'static str, &'static str)>);
@@ -18,18 +26,43 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Default)]
+/// Counter series the table holds: far more than the closed label sets make (about 100).
+const SERIES_SLOTS: usize = 1024;
+
+/// Review kinds the histogram holds.
+const HISTOGRAM_SLOTS: usize = 4;
+
+struct Series {
+    key: OnceLock<SeriesKey>,
+    value: AtomicU64,
+}
+
+/// One kind's latency histogram: per-bucket counts (not cumulative; the last one is +Inf),
+/// the sum in nanoseconds, and the count.
 struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+    kind: OnceLock<&'static str>,
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            kind: OnceLock::new(),
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
 }
 
 /// All metrics of the service.
-#[derive(Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<SeriesKey, u64>>,
-    histograms: Mutex<BTreeMap<&'static str, Histogram>>,
+    series: Box<[Series]>,
+    /// Increments that found no free slot (never expected; rendered so it would show).
+    series_overflow: AtomicU64,
+    histograms: [Histogram; HISTOGRAM_SLOTS],
     /// Current number of entries in the token cache.
     pub cache_entries: AtomicU64,
     /// Current number of rules in the loaded policy.
@@ -41,6 +74,50 @@ pub struct Metrics {
     pub sync_queue_length: AtomicU64,
     /// When the last full resync of the namespace sync finished (Unix seconds; 0: never).
     pub sync_last_full_resync: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            series: (0..SERIES_SLOTS)
+                .map(|_| Series {
+                    key: OnceLock::new(),
+                    value: AtomicU64::new(0),
+                })
+                .collect(),
+            series_overflow: AtomicU64::new(0),
+            histograms: std::array::from_fn(|_| Histogram::default()),
+            cache_entries: AtomicU64::new(0),
+            policy_rules: AtomicU64::new(0),
+            policy_skipped_rules: AtomicU64::new(0),
+            sync_queue_length: AtomicU64::new(0),
+            sync_last_full_resync: AtomicU64::new(0),
+        }
+    }
+}
+
+/// FNV-1a over the counter and its labels: where a series' probe starts.
+fn slot_of(counter: Counter, labels: &Labels) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        // A separator, so ("ab","c") and ("a","bc") differ.
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    eat(counter.name().as_bytes());
+    for (k, v) in labels {
+        eat(k.as_bytes());
+        eat(v.as_bytes());
+    }
+    (h % SERIES_SLOTS as u64) as usize
+}
+
+fn same_series(key: &SeriesKey, counter: Counter, labels: &Labels) -> bool {
+    key.0 == counter && key.1.as_slice() == labels
 }
 
 /// Every counter of the service: the only place their names are written, so a misspelt
@@ -142,10 +219,12 @@ enum Family {
     PolicySkippedRules,
     SyncQueueLength,
     SyncLastFullResync,
+    LogLinesDropped,
+    SeriesDropped,
     BuildInfo,
 }
 
-const FAMILIES: [Family; 21] = [
+const FAMILIES: [Family; 23] = [
     Family::Counter(Counter::Reviews),
     Family::ReviewDuration,
     Family::Counter(Counter::TokenCacheRequests),
@@ -166,6 +245,8 @@ const FAMILIES: [Family; 21] = [
     Family::Counter(Counter::SyncFullResyncs),
     Family::SyncQueueLength,
     Family::SyncLastFullResync,
+    Family::LogLinesDropped,
+    Family::SeriesDropped,
     Family::BuildInfo,
 ];
 
@@ -204,6 +285,16 @@ impl Family {
                 "gauge",
                 "When the last full resync finished (Unix time; 0: never).",
             ),
+            Family::LogLinesDropped => (
+                "k8s_keystone_auth_log_lines_dropped_total",
+                "counter",
+                "Log lines dropped because stderr did not keep up (the log writer's queue was full).",
+            ),
+            Family::SeriesDropped => (
+                "k8s_keystone_auth_metrics_series_dropped_total",
+                "counter",
+                "Counter increments lost because the metrics table had no free slot (expected 0).",
+            ),
             Family::BuildInfo => (
                 "k8s_keystone_auth_build_info",
                 "gauge",
@@ -214,63 +305,97 @@ impl Family {
 }
 
 impl Metrics {
+    /// The slot of a series, claimed for it when `create` and it has none yet.
+    fn series(&self, counter: Counter, labels: &Labels, create: bool) -> Option<&Series> {
+        let start = slot_of(counter, labels);
+        for i in 0..SERIES_SLOTS {
+            let slot = &self.series[(start + i) % SERIES_SLOTS];
+            match slot.key.get() {
+                Some(key) if same_series(key, counter, labels) => return Some(slot),
+                Some(_) => continue,
+                None if !create => return None,
+                None => {
+                    // Another thread may claim the slot first, for this series or another.
+                    let key = slot.key.get_or_init(|| (counter, labels.to_vec()));
+                    if same_series(key, counter, labels) {
+                        return Some(slot);
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Adds one to `counter` with `labels`.
     pub fn inc(&self, counter: Counter, labels: &[(&'static str, &'static str)]) {
-        if let Ok(mut c) = self.counters.lock() {
-            *c.entry((counter, labels.to_vec())).or_insert(0) += 1;
-        }
+        match self.series(counter, labels, true) {
+            Some(s) => s.value.fetch_add(1, Ordering::Relaxed),
+            None => self.series_overflow.fetch_add(1, Ordering::Relaxed),
+        };
     }
 
     /// The value of a counter (for tests and the benchmarks).
     pub fn get(&self, counter: Counter, labels: &[(&'static str, &'static str)]) -> u64 {
-        self.counters
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&(counter, labels.to_vec())).copied())
-            .unwrap_or(0)
+        self.series(counter, labels, false)
+            .map_or(0, |s| s.value.load(Ordering::Relaxed))
     }
 
     /// Records one review latency for `kind`.
     pub fn observe_review(&self, kind: &'static str, elapsed: Duration) {
+        let Some(h) = self.histograms.iter().find(|h| {
+            // The first free slot is claimed for `kind` (kinds are a closed set of two).
+            *h.kind.get_or_init(|| kind) == kind
+        }) else {
+            return;
+        };
         let secs = elapsed.as_secs_f64();
-        if let Ok(mut h) = self.histograms.lock() {
-            let h = h.entry(kind).or_default();
-            for (i, le) in BUCKETS.iter().enumerate() {
-                if secs <= *le {
-                    h.counts[i] += 1;
-                }
-            }
-            h.sum += secs;
-            h.count += 1;
-        }
+        let bucket = BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(BUCKETS.len());
+        h.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        h.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        h.count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Renders everything in the Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters = self.counters.lock().map(|c| c.clone()).unwrap_or_default();
+        let counters: BTreeMap<&SeriesKey, u64> = self
+            .series
+            .iter()
+            .filter_map(|s| Some((s.key.get()?, s.value.load(Ordering::Relaxed))))
+            .collect();
+        let mut histograms: Vec<&Histogram> = self
+            .histograms
+            .iter()
+            .filter(|h| h.kind.get().is_some())
+            .collect();
+        histograms.sort_by_key(|h| h.kind.get().copied());
         for family in FAMILIES {
             let (name, kind, help) = family.describe();
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             match family {
                 Family::ReviewDuration => {
-                    if let Ok(hs) = self.histograms.lock() {
-                        for (k, h) in hs.iter() {
-                            for (i, le) in BUCKETS.iter().enumerate() {
-                                let _ = writeln!(
-                                    out,
-                                    "{name}_bucket{{kind=\"{k}\",le=\"{le}\"}} {}",
-                                    h.counts[i]
-                                );
-                            }
+                    for h in &histograms {
+                        let k = h.kind.get().copied().unwrap_or_default();
+                        // Read the count first: the buckets, read after, are never fewer
+                        // (each observation adds its bucket before the count).
+                        let count = h.count.load(Ordering::Relaxed);
+                        let mut cumulative = 0;
+                        for (i, le) in BUCKETS.iter().enumerate() {
+                            cumulative += h.counts[i].load(Ordering::Relaxed);
                             let _ = writeln!(
                                 out,
-                                "{name}_bucket{{kind=\"{k}\",le=\"+Inf\"}} {}",
-                                h.count
+                                "{name}_bucket{{kind=\"{k}\",le=\"{le}\"}} {}",
+                                cumulative.min(count)
                             );
-                            let _ = writeln!(out, "{name}_sum{{kind=\"{k}\"}} {}", h.sum);
-                            let _ = writeln!(out, "{name}_count{{kind=\"{k}\"}} {}", h.count);
                         }
+                        let _ = writeln!(out, "{name}_bucket{{kind=\"{k}\",le=\"+Inf\"}} {count}");
+                        let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+                        let _ = writeln!(out, "{name}_sum{{kind=\"{k}\"}} {sum}");
+                        let _ = writeln!(out, "{name}_count{{kind=\"{k}\"}} {count}");
                     }
                 }
                 Family::CacheEntries => {
@@ -289,6 +414,13 @@ impl Metrics {
                 }
                 Family::SyncLastFullResync => {
                     let v = self.sync_last_full_resync.load(Ordering::Relaxed);
+                    let _ = writeln!(out, "{name} {v}");
+                }
+                Family::LogLinesDropped => {
+                    let _ = writeln!(out, "{name} {}", crate::telemetry::dropped_lines());
+                }
+                Family::SeriesDropped => {
+                    let v = self.series_overflow.load(Ordering::Relaxed);
                     let _ = writeln!(out, "{name} {v}");
                 }
                 Family::BuildInfo => {
@@ -353,6 +485,95 @@ mod tests {
                 &[("kind", "TokenReview"), ("result", "authenticated")]
             ),
             2
+        );
+    }
+
+    #[test]
+    fn concurrent_increments_are_all_counted_and_series_kept_apart() {
+        let m = std::sync::Arc::new(Metrics::default());
+        let results = ["a", "b", "c", "d"];
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000 {
+                        m.inc(
+                            Counter::Reviews,
+                            &[("kind", "TokenReview"), ("result", results[i % 4])],
+                        );
+                        m.inc(
+                            Counter::KeystoneRequests,
+                            &[("call", "validate"), ("result", results[t])],
+                        );
+                        m.observe_review("TokenReview", Duration::from_micros(i as u64 % 2_000));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for r in results {
+            assert_eq!(
+                m.get(Counter::Reviews, &[("kind", "TokenReview"), ("result", r)]),
+                10_000
+            );
+            assert_eq!(
+                m.get(
+                    Counter::KeystoneRequests,
+                    &[("call", "validate"), ("result", r)]
+                ),
+                10_000
+            );
+        }
+        // Same labels, another counter; and label order matters as written.
+        assert_eq!(
+            m.get(
+                Counter::SyncErrors,
+                &[("kind", "TokenReview"), ("result", "a")]
+            ),
+            0
+        );
+        assert_eq!(
+            m.get(
+                Counter::Reviews,
+                &[("result", "a"), ("kind", "TokenReview")]
+            ),
+            0
+        );
+        let text = m.render();
+        assert!(
+            text.contains(
+                "k8s_keystone_auth_review_duration_seconds_count{kind=\"TokenReview\"} 40000"
+            ),
+            "{text}"
+        );
+        // 0..2000 µs: half the observations are at most 1 ms, all at most 2.5 ms.
+        assert!(text.contains("k8s_keystone_auth_review_duration_seconds_bucket{kind=\"TokenReview\",le=\"0.001\"} 20020"), "{text}");
+        assert!(text.contains("k8s_keystone_auth_review_duration_seconds_bucket{kind=\"TokenReview\",le=\"0.0025\"} 40000"), "{text}");
+        assert!(
+            text.contains("k8s_keystone_auth_metrics_series_dropped_total 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_full_table_counts_what_it_cannot_keep() {
+        let m = Metrics::default();
+        let names: Vec<&'static str> = (0..SERIES_SLOTS + 5)
+            .map(|i| &*Box::leak(format!("v{i}").into_boxed_str()))
+            .collect();
+        for n in &names {
+            m.inc(Counter::SyncSkipped, &[("reason", n)]);
+        }
+        assert_eq!(m.get(Counter::SyncSkipped, &[("reason", names[0])]), 1);
+        assert_eq!(
+            m.get(Counter::SyncSkipped, &[("reason", names[SERIES_SLOTS - 1])]),
+            1
+        );
+        assert!(
+            m.render()
+                .contains("k8s_keystone_auth_metrics_series_dropped_total 5")
         );
     }
 

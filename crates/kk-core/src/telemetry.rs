@@ -1,17 +1,316 @@
 //! Logging: `tracing` to stderr, filtered by a level from the config or `RUST_LOG`.
+//!
+//! Two writers:
+//! * [`init`]: each line is written to stderr when it is logged (the plugin and the charm's
+//!   hook: short-lived commands whose every line must be out before they exit);
+//! * [`init_non_blocking`]: the service's. A review's decision log line is handed to a
+//!   bounded queue and written by a thread of its own, so a review never waits on stderr
+//!   (a pipe to journald, a full disk, a slow terminal). Lines written in a burst leave in one
+//!   `write`. When the queue is full, lines are dropped and counted
+//!   ([`dropped_lines`], `k8s_keystone_auth_log_lines_dropped_total`), and the writer says how
+//!   many it dropped; [`LogGuard::flush`] at shutdown writes every queued line.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
-/// Installs the global subscriber. `level` is an `EnvFilter` directive (`info`,
-/// `kk_webhook=debug,info`); `RUST_LOG`, when set, wins. Safe to call twice.
-pub fn init(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
+/// Lines the non-blocking writer's queue holds (about 5 MiB of typical decision log lines).
+pub const QUEUE_LINES: usize = 16 * 1024;
+
+/// After writing a batch, the writer waits this long before taking the next one, so lines
+/// logged under load leave in a few large writes and do not wake the writer each.
+const BATCH_INTERVAL: Duration = Duration::from_millis(20);
+
+/// How long [`LogGuard::flush`] waits for the queue to be written.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Lines dropped because the queue was full, since start.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Lines the non-blocking writer dropped because stderr did not keep up (0 with [`init`]).
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+fn filter(level: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+fn stderr_is_terminal() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+/// Installs the global subscriber, writing each line at once. `level` is an `EnvFilter`
+/// directive (`info`, `kk_webhook=debug,info`); `RUST_LOG`, when set, wins. Safe to call twice.
+pub fn init(level: &str) {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter(level))
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(stderr_is_terminal())
         .try_init();
+}
+
+/// Installs the global subscriber with the non-blocking writer (see the module doc). Keep the
+/// guard, and call [`LogGuard::flush`] before the process exits.
+pub fn init_non_blocking(level: &str) -> LogGuard {
+    let (writer, guard) = non_blocking(std::io::stderr(), QUEUE_LINES);
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter(level))
+        .with_writer(writer)
+        .with_target(false)
+        .with_ansi(stderr_is_terminal())
+        .try_init();
+    guard
+}
+
+enum Message {
+    Line(Vec<u8>),
+    /// Write everything before this, then answer.
+    Flush(SyncSender<()>),
+}
+
+/// The `MakeWriter` of the non-blocking writer: cheap to clone, one per subscriber.
+#[derive(Clone)]
+pub struct NonBlocking {
+    queue: SyncSender<Message>,
+    /// Lines this writer dropped (the process-wide count is [`dropped_lines`]).
+    dropped: Arc<AtomicU64>,
+}
+
+/// Keeps the writer thread; [`LogGuard::flush`] waits until every queued line is written.
+pub struct LogGuard {
+    queue: SyncSender<Message>,
+}
+
+impl LogGuard {
+    /// Writes every line queued so far (waits at most 5 s, so a stuck stderr cannot hang
+    /// shutdown). Returns whether the writer confirmed it.
+    pub fn flush(&self) -> bool {
+        let (done, wait) = mpsc::sync_channel(1);
+        // `send`, not `try_send`: a full queue is drained by the writer, so this waits for
+        // room instead of losing the flush.
+        if self.queue.send(Message::Flush(done)).is_err() {
+            return false;
+        }
+        wait.recv_timeout(FLUSH_TIMEOUT).is_ok()
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// A non-blocking writer to `out` with a queue of `capacity` lines, and its guard. The
+/// writing thread lives as long as a [`NonBlocking`] or the guard does.
+pub fn non_blocking<W: Write + Send + 'static>(out: W, capacity: usize) -> (NonBlocking, LogGuard) {
+    let (queue, lines) = mpsc::sync_channel(capacity.max(1));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let counted = dropped.clone();
+    let spawned = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || write_lines(out, &lines, &counted));
+    if let Err(e) = spawned {
+        // No thread, no queue: lines are dropped and counted rather than blocking reviews.
+        let _ = writeln!(std::io::stderr(), "cannot start the log writer thread: {e}");
+    }
+    (
+        NonBlocking {
+            queue: queue.clone(),
+            dropped,
+        },
+        LogGuard { queue },
+    )
+}
+
+/// The writer thread: sleeps until a line comes, writes what is queued, flushes, then pauses
+/// [`BATCH_INTERVAL`] to let the next batch gather (a flush request is answered without that
+/// pause); reports dropped lines.
+fn write_lines<W: Write>(out: W, lines: &Receiver<Message>, dropped: &AtomicU64) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    let mut reported = 0;
+    loop {
+        // Wait for the next message; wake up now and then to report drops.
+        let first = match lines.recv_timeout(Duration::from_secs(1)) {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut pending = first;
+        let mut flushed = false;
+        while let Some(message) = pending.take() {
+            match message {
+                Message::Line(line) => {
+                    let _ = out.write_all(&line);
+                }
+                Message::Flush(done) => {
+                    report_drops(&mut out, dropped, &mut reported);
+                    let _ = out.flush();
+                    let _ = done.try_send(());
+                    flushed = true;
+                }
+            }
+            pending = lines.try_recv().ok();
+        }
+        report_drops(&mut out, dropped, &mut reported);
+        let _ = out.flush();
+        if !flushed {
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "the log writer's own thread, not a runtime worker"
+            )]
+            std::thread::sleep(BATCH_INTERVAL);
+        }
+    }
+    report_drops(&mut out, dropped, &mut reported);
+    let _ = out.flush();
+}
+
+fn report_drops<W: Write>(out: &mut W, dropped: &AtomicU64, reported: &mut u64) {
+    let dropped = dropped.load(Ordering::Relaxed);
+    if dropped > *reported {
+        let _ = writeln!(
+            out,
+            "{} log lines dropped: stderr did not keep up ({dropped} since start)",
+            dropped - *reported
+        );
+        *reported = dropped;
+    }
+}
+
+/// One formatted event: collected, then queued whole when dropped.
+pub struct Line<'a> {
+    buffer: Vec<u8>,
+    writer: &'a NonBlocking,
+}
+
+impl Write for Line<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line<'_> {
+    fn drop(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let line = std::mem::take(&mut self.buffer);
+        match self.writer.queue.try_send(Message::Line(line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+                self.writer.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for NonBlocking {
+    type Writer = Line<'a>;
+
+    fn make_writer(&'a self) -> Line<'a> {
+        Line {
+            buffer: Vec::with_capacity(256),
+            writer: self,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A writer that keeps what it gets, and can be made to block until released.
+    #[derive(Clone, Default)]
+    struct Sink {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        gate: Arc<Mutex<()>>,
+        writes: Arc<AtomicU64>,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _open = self.gate.lock().unwrap();
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            self.bytes.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn log(writer: &NonBlocking, text: &str) {
+        let mut line = writer.make_writer();
+        line.write_all(text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn flush_writes_every_queued_line_in_order() {
+        let sink = Sink::default();
+        let (writer, guard) = non_blocking(sink.clone(), 10_000);
+        for i in 0..5_000 {
+            log(&writer, &format!("line {i}\n"));
+        }
+        assert!(guard.flush());
+        let text = String::from_utf8(sink.bytes.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5_000);
+        assert!(
+            lines
+                .iter()
+                .enumerate()
+                .all(|(i, l)| *l == format!("line {i}"))
+        );
+        // Batched: far fewer writes than lines.
+        assert!(
+            sink.writes.load(Ordering::Relaxed) < 1_000,
+            "{sink:?}",
+            sink = sink.writes
+        );
+    }
+
+    #[test]
+    fn a_stuck_writer_drops_and_counts_lines_instead_of_blocking() {
+        let sink = Sink::default();
+        let (writer, guard) = non_blocking(sink.clone(), 8);
+        let gate = sink.gate.lock().unwrap();
+        let before = dropped_lines();
+        assert_eq!(writer.dropped.load(Ordering::Relaxed), 0);
+        // The writer thread takes at most one line out and blocks on the gate; the queue
+        // holds 8; the rest must be dropped at once, not wait.
+        let started = std::time::Instant::now();
+        for i in 0..100 {
+            log(&writer, &format!("line {i}\n"));
+        }
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let dropped = writer.dropped.load(Ordering::Relaxed);
+        assert!((90..=100).contains(&dropped), "dropped {dropped}");
+        assert!(dropped_lines() - before >= dropped);
+        drop(gate);
+        assert!(guard.flush());
+        let text = String::from_utf8(sink.bytes.lock().unwrap().clone()).unwrap();
+        let kept = text.lines().filter(|l| l.starts_with("line ")).count() as u64;
+        assert_eq!(kept + dropped, 100, "{text}");
+        assert!(
+            text.contains("log lines dropped: stderr did not keep up"),
+            "{text}"
+        );
+    }
 }

@@ -30,7 +30,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    telemetry::init(&config.log_level);
+    // Every line is written before the process exits: the guard is flushed below.
+    let logs = telemetry::init_non_blocking(&config.log_level);
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
         }
         webhook::run(config, shutdown_signal()).await
     });
+    logs.flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
