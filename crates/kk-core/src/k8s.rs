@@ -73,12 +73,48 @@ pub struct TypeMeta {
     pub kind: String,
 }
 
+/// A review request on the wire: `apiVersion`, `kind` and `spec` read in one pass, straight
+/// into their types (`#[serde(flatten)]` would first buffer the whole body, token included,
+/// into an untyped tree). Other fields (`metadata`, `status`) are ignored.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestWire<S> {
+    #[serde(default, deserialize_with = "null_as_default")]
+    api_version: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    kind: String,
+    spec: S,
+}
+
+impl From<RequestWire<TokenReviewSpec>> for TokenReviewRequest {
+    fn from(w: RequestWire<TokenReviewSpec>) -> Self {
+        TokenReviewRequest {
+            type_meta: TypeMeta {
+                api_version: w.api_version,
+                kind: w.kind,
+            },
+            spec: w.spec,
+        }
+    }
+}
+
+impl From<RequestWire<SubjectAccessReviewSpec>> for SubjectAccessReviewRequest {
+    fn from(w: RequestWire<SubjectAccessReviewSpec>) -> Self {
+        SubjectAccessReviewRequest {
+            type_meta: TypeMeta {
+                api_version: w.api_version,
+                kind: w.kind,
+            },
+            spec: w.spec,
+        }
+    }
+}
+
 /// A TokenReview as kube-apiserver sends it.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "RequestWire<TokenReviewSpec>")]
 pub struct TokenReviewRequest {
     /// Version and kind, echoed in the answer.
-    #[serde(flatten)]
     pub type_meta: TypeMeta,
     /// The request's spec.
     pub spec: TokenReviewSpec,
@@ -139,10 +175,9 @@ pub struct UserInfo {
 
 /// A SubjectAccessReview as kube-apiserver sends it.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "RequestWire<SubjectAccessReviewSpec>")]
 pub struct SubjectAccessReviewRequest {
     /// Version and kind, echoed in the answer.
-    #[serde(flatten)]
     pub type_meta: TypeMeta,
     /// The request's spec.
     pub spec: SubjectAccessReviewSpec,
@@ -285,6 +320,19 @@ mod tests {
         assert_eq!(r.type_meta.api_version, AUTHENTICATION_V1);
         assert_eq!(r.spec.token.expose(), "gAAAAAxyz");
         assert_eq!(r.spec.audiences.len(), 1);
+        assert_eq!(r.type_meta.kind, "TokenReview");
+        // null and absent type fields read as empty (decode() then names what is missing).
+        let r: TokenReviewRequest =
+            serde_json::from_str(r#"{"apiVersion":null,"spec":{"token":"t","audiences":null}}"#)
+                .unwrap();
+        assert_eq!(
+            (r.type_meta.api_version.as_str(), r.type_meta.kind.as_str()),
+            ("", "")
+        );
+        assert!(r.spec.audiences.is_empty());
+        let e =
+            serde_json::from_str::<TokenReviewRequest>(r#"{"kind":"TokenReview"}"#).unwrap_err();
+        assert!(e.to_string().contains("missing field `spec`"), "{e}");
     }
 
     #[test]
