@@ -212,9 +212,11 @@ pub async fn start_nginx(cfg: &Config, pki: &Pki, canned: &Canned) -> Result<Pro
     let mut locations = String::new();
     for (path, (headers, body)) in &canned.by_path {
         let body = std::str::from_utf8(body)?;
-        if body.contains('$') || body.contains('\'') || body.contains('\\') {
+        // In nginx's single-quoted strings `\` escapes; `$` would name a variable.
+        if body.contains('$') {
             bail!("the canned answer for {path} cannot be written as an nginx string");
         }
+        let body = body.replace('\\', "\\\\").replace('\'', "\\'");
         let mut extra = String::new();
         let mut content_type = "application/octet-stream".to_string();
         for (k, v) in headers {

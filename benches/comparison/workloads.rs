@@ -216,8 +216,9 @@ impl<'a> Bench<'a> {
             );
             if p == port::STATIC || p == port::NGINX {
                 ensure!(
-                    a1 == serde_json::from_slice::<Value>(&tr_answer)?,
-                    "{name}: not our bytes"
+                    a1 == serde_json::from_slice::<Value>(&tr_answer)?
+                        && a2 == serde_json::from_slice::<Value>(&sar_answer)?,
+                    "{name}: not our answers"
                 );
             }
         }
