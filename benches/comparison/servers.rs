@@ -50,7 +50,20 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    /// SIGTERM, then SIGKILL after 3 s: nginx's master stops its workers only when asked nicely
+    /// (killed, it leaves them serving).
     fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            // Teardown only (nothing is measured any more): a bounded blocking wait.
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
