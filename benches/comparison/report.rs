@@ -74,7 +74,11 @@ impl Machine {
             rustc: first_line("rustc", &["-V"]),
             go: first_line("go", &["version"]),
             nginx: first_line(nginx, &["-v"]),
-            wrk: first_line(wrk, &["-v"]),
+            wrk: first_line(wrk, &["-v"])
+                .split(" Copyright")
+                .next()
+                .unwrap_or("")
+                .to_string(),
         }
     }
 }
