@@ -222,11 +222,13 @@ async fn main() {
             roles_complete: false,
             roles: vec!["member".into(), "k8s-viewer".into(), "reader".into()],
             groups: vec!["k8s-admins".into(), "team-a-devs".into()],
-            expires_at: std::time::SystemTime::now() + Duration::from_secs(3600),
             application_credential_id: Some(format!("{i:032x}")),
             access_rules: Vec::new(),
         };
-        let outcome = kk_webhook::authn::Outcome::Authenticated(Arc::new(identity));
+        let outcome = kk_webhook::authn::Outcome::Authenticated(
+            Arc::new(identity),
+            std::time::SystemTime::now() + Duration::from_secs(3600),
+        );
         cache
             .get_or_compute(
                 Key::of(&Secret::new(format!("token-{i}"))),

@@ -24,7 +24,7 @@ use crate::cache::{Key, Lifetime, TokenCache};
 use crate::config::{AppCredTokensConfig, CacheConfig};
 use crate::identity::{
     Identity, Prefiltered, UsernameFormat, has_access_rules, identity_from_token, prefilter,
-    user_info,
+    token_expiry, user_info,
 };
 use kk_core::appcred_token::AppCredToken;
 use kk_core::k8s::TokenReviewStatus;
@@ -34,11 +34,52 @@ use kk_core::metrics::Metrics;
 use kk_core::secret::Secret;
 use kk_policy::sync_config::RoleMapping;
 
+/// One shared `Arc` per distinct [`Identity`]: a user's many cached tokens (each kubectl
+/// process, each hour) then cost the cache a few words each instead of a copy of every name,
+/// role and group. Identities no token refers to any more are pruned as the set grows, so it
+/// stays within about twice the live ones.
+#[derive(Default)]
+struct Interner {
+    set: std::sync::Mutex<InternSet>,
+}
+
+#[derive(Default)]
+struct InternSet {
+    live: std::collections::HashSet<Arc<Identity>>,
+    /// Prune when `live` reaches this size.
+    prune_at: usize,
+}
+
+impl Interner {
+    /// The shared `Arc` equal to `identity` (called on a cache miss, next to a Keystone call).
+    fn intern(&self, identity: Identity) -> Arc<Identity> {
+        let Ok(mut s) = self.set.lock() else {
+            return Arc::new(identity);
+        };
+        if let Some(shared) = s.live.get(&identity) {
+            return shared.clone();
+        }
+        if s.live.len() >= s.prune_at {
+            // Only the set holds these: no cached token refers to them.
+            s.live.retain(|a| Arc::strong_count(a) > 1);
+            s.prune_at = (2 * s.live.len()).max(1024);
+        }
+        let shared = Arc::new(identity);
+        s.live.insert(shared.clone());
+        shared
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.set.lock().map(|s| s.live.len()).unwrap_or(0)
+    }
+}
+
 /// What the cache keeps for a token.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// A valid token's identity.
-    Authenticated(Arc<Identity>),
+    /// A valid token: whose (shared with the other tokens of that identity) and until when.
+    Authenticated(Arc<Identity>, SystemTime),
     /// A definite "no", with the reason given to the apiserver.
     Refused(Arc<str>),
     /// Keystone could not decide; never cached.
@@ -78,6 +119,8 @@ pub struct Authenticator {
     appcred: AppCredTokensConfig,
     /// Failed secrets per application credential id.
     throttle: Throttle,
+    /// The identities of cached tokens, shared by all tokens of one identity.
+    identities: Interner,
 }
 
 /// Most credential ids whose failures are tracked at once (expired windows are dropped first;
@@ -269,6 +312,7 @@ impl Authenticator {
                 AppCredTokensConfig::default().max_failures,
                 AppCredTokensConfig::default().failure_window,
             ),
+            identities: Interner::default(),
         }
     }
 
@@ -385,7 +429,7 @@ impl Authenticator {
             .cache
             .get_or_compute(Key::of(token), move |stale| async move {
                 let (outcome, lifetime) = compute(stale).await;
-                if lifetime.is_none() && matches!(outcome, Outcome::Authenticated(_)) {
+                if lifetime.is_none() && matches!(outcome, Outcome::Authenticated(..)) {
                     flag.store(true, Ordering::Relaxed);
                 }
                 (outcome, lifetime)
@@ -403,7 +447,7 @@ impl Authenticator {
             &[("result", source)],
         );
         match outcome {
-            Outcome::Authenticated(id) => Review {
+            Outcome::Authenticated(id, _) => Review {
                 status: TokenReviewStatus {
                     authenticated: true,
                     user: Some(user_info(
@@ -454,11 +498,11 @@ impl Authenticator {
     /// valid answer.
     fn unavailable(&self, message: String, stale: &Option<Outcome>) -> (Outcome, Option<Lifetime>) {
         if self.cache_config.serve_stale
-            && let Some(Outcome::Authenticated(id)) = stale
-            && id.expires_at > SystemTime::now()
+            && let Some(Outcome::Authenticated(id, expires_at)) = stale
+            && *expires_at > SystemTime::now()
         {
             warn!(error = %message, user = %id.user_name, "Keystone unavailable; answering from the cache");
-            return (Outcome::Authenticated(id.clone()), None);
+            return (Outcome::Authenticated(id.clone(), *expires_at), None);
         }
         (
             Outcome::Unavailable(format!("Keystone unavailable: {message}").into()),
@@ -568,7 +612,7 @@ impl Authenticator {
         secrets: &[&str],
     ) -> (Outcome, Option<Lifetime>) {
         let now = SystemTime::now();
-        let mut identity = match identity_from_token(body, &self.service_type, now) {
+        let mut identity = match identity_from_token(body, &self.service_type) {
             Ok(id) => id,
             Err(refusal) => {
                 return (
@@ -584,10 +628,8 @@ impl Authenticator {
             Ok(groups) => identity.groups = groups,
             Err(e) => return self.unavailable(scrub(&kk_core::error_chain(&e), secrets), stale),
         }
-        let left = identity
-            .expires_at
-            .duration_since(now)
-            .unwrap_or(Duration::ZERO);
+        let expires_at = token_expiry(body, now);
+        let left = expires_at.duration_since(now).unwrap_or(Duration::ZERO);
         let fresh = self.cache_config.ttl.min(left);
         let usable = if self.cache_config.serve_stale {
             left
@@ -595,7 +637,7 @@ impl Authenticator {
             fresh
         };
         (
-            Outcome::Authenticated(Arc::new(identity)),
+            Outcome::Authenticated(self.identities.intern(identity), expires_at),
             Some(Lifetime { fresh, usable }),
         )
     }
@@ -655,5 +697,48 @@ impl Authenticator {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod interner_tests {
+    use super::*;
+
+    fn identity(user: &str) -> Identity {
+        Identity {
+            user_id: format!("{user}-id"),
+            user_name: user.into(),
+            user_domain_id: "default".into(),
+            user_domain_name: "Default".into(),
+            project_id: "p1".into(),
+            project_name: "team-a".into(),
+            project_domain_id: "default".into(),
+            roles_complete: true,
+            roles: vec!["member".into()],
+            groups: vec!["devs".into()],
+            application_credential_id: None,
+            access_rules: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn equal_identities_share_one_arc_and_unreferenced_ones_are_pruned() {
+        let interner = Interner::default();
+        let a1 = interner.intern(identity("alice"));
+        let a2 = interner.intern(identity("alice"));
+        assert!(Arc::ptr_eq(&a1, &a2));
+        let mut other = identity("alice");
+        other.roles.push("reader".into());
+        let b = interner.intern(other);
+        assert!(!Arc::ptr_eq(&a1, &b));
+        assert_eq!(interner.len(), 2);
+        drop(b);
+        // Fill past the first prune point with identities nobody keeps.
+        for i in 0..2_000 {
+            drop(interner.intern(identity(&format!("u{i}"))));
+        }
+        assert!(interner.len() <= 1_024, "{}", interner.len());
+        // A kept identity survives pruning and is still the shared one.
+        assert!(Arc::ptr_eq(&a1, &interner.intern(identity("alice"))));
     }
 }

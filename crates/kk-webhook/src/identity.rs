@@ -73,8 +73,11 @@ impl std::str::FromStr for UsernameFormat {
     }
 }
 
-/// What the webhook keeps of a validated token (cached; never holds the token itself).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the webhook keeps of a validated token (cached; never holds the token itself): who it
+/// speaks for. Everything but the token's expiry, so the cached entries of many tokens of one
+/// user, project, roles and credential share one `Arc<Identity>` (the authenticator interns
+/// them); the expiry is kept per token, beside it ([`token_expiry`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Identity {
     /// Keystone user id.
     pub user_id: String,
@@ -98,8 +101,6 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// Keystone group names of the user.
     pub groups: Vec<String>,
-    /// When the token expires.
-    pub expires_at: SystemTime,
     /// The application credential the token came from, if any.
     pub application_credential_id: Option<String>,
     /// That credential's access rules for the configured service type, in Keystone's order;
@@ -108,7 +109,7 @@ pub struct Identity {
 }
 
 /// One access rule of an application credential, for this service's type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AccessRule {
     /// HTTP method as Keystone stores it (`GET`, `POST`, ...).
     pub method: String,
@@ -131,11 +132,7 @@ pub enum Refusal {
 
 /// Checks a validated token against this service's rules and keeps what the answer needs.
 /// `groups` are filled in later.
-pub fn identity_from_token(
-    token: &Token,
-    service_type: &str,
-    now: SystemTime,
-) -> Result<Identity, Refusal> {
+pub fn identity_from_token(token: &Token, service_type: &str) -> Result<Identity, Refusal> {
     let project = token.project.as_ref().ok_or(Refusal::NoProjectScope)?;
     if let Some(ac) = &token.application_credential
         && !ac.access_rules.is_empty()
@@ -143,9 +140,6 @@ pub fn identity_from_token(
     {
         return Err(Refusal::AccessRulesExcludeService(service_type.to_string()));
     }
-    // Keystone just said the token is valid, by its own clock. An expiry that our clock
-    // already passed (skew) or cannot read only means the answer is not cached.
-    let expires_at = parse_rfc3339(&token.expires_at).unwrap_or(now).max(now);
     Ok(Identity {
         user_id: token.user.id.clone(),
         user_name: token.user.name.clone(),
@@ -157,7 +151,6 @@ pub fn identity_from_token(
         roles_complete: token.application_credential.is_none() && token.trust.is_none(),
         roles: token.roles.iter().map(|r| r.name.clone()).collect(),
         groups: Vec::new(),
-        expires_at,
         application_credential_id: token.application_credential.as_ref().map(|a| a.id.clone()),
         access_rules: token
             .application_credential
@@ -170,6 +163,13 @@ pub fn identity_from_token(
             })
             .collect(),
     })
+}
+
+/// When a token Keystone just validated expires. Keystone said it is valid, by its own clock:
+/// an expiry that our clock already passed (skew) or cannot read is `now`, which only means
+/// the answer is not cached.
+pub fn token_expiry(token: &Token, now: SystemTime) -> SystemTime {
+    parse_rfc3339(&token.expires_at).unwrap_or(now).max(now)
 }
 
 /// Whether the token came from an application credential with access rules (such tokens may
@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn maps_exactly_like_the_go_reference() {
-        let mut id = identity_from_token(&token(ALICE), "k8s", now()).unwrap();
+        let mut id = identity_from_token(&token(ALICE), "k8s").unwrap();
         id.groups = vec!["k8s-admins".into(), "team-a-devs".into()];
         let u = user_info(&id, UsernameFormat::Name, &[]);
         assert_eq!(u.username, "alice");
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn role_mappings_add_groups_after_the_project_and_may_rename() {
-        let mut id = identity_from_token(&token(ALICE), "k8s", now()).unwrap();
+        let mut id = identity_from_token(&token(ALICE), "k8s").unwrap();
         id.groups = vec!["devs".into()];
         let maps = kk_policy::sync_config::parse(
             "role-mappings: [{keystone-role: member, groups: [mygroup]}, {keystone-role: k8s-viewer, username: viewer, groups: [v]}, {keystone-role: admin, groups: [no]}]",
@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn the_sync_knows_the_project_domain_and_whether_the_roles_are_all_the_user_s() {
-        let id = identity_from_token(&token(ALICE), "k8s", now()).unwrap();
+        let id = identity_from_token(&token(ALICE), "k8s").unwrap();
         assert_eq!(id.project_domain_id, "d1");
         assert!(
             id.roles_complete,
@@ -373,8 +373,8 @@ mod tests {
             r#""application_credential":{"id":"ac","restricted":true},"roles""#,
             r#""OS-TRUST:trust":{"id":"t1","impersonation":false},"roles""#,
         ] {
-            let id = identity_from_token(&token(&ALICE.replace(r#""roles""#, extra)), "k8s", now())
-                .unwrap();
+            let id =
+                identity_from_token(&token(&ALICE.replace(r#""roles""#, extra)), "k8s").unwrap();
             assert!(!id.roles_complete, "{extra}");
         }
         // The sync names users as the TokenReview does.
@@ -395,10 +395,7 @@ mod tests {
         let t = token(
             r#"{"token":{"user":{"id":"u","name":"bob","domain":{"id":"d","name":"k8s"}},"expires_at":"2026-11-28T16:23:32.000000Z"}}"#,
         );
-        assert_eq!(
-            identity_from_token(&t, "k8s", now()),
-            Err(Refusal::NoProjectScope)
-        );
+        assert_eq!(identity_from_token(&t, "k8s"), Err(Refusal::NoProjectScope));
     }
 
     #[test]
@@ -409,12 +406,12 @@ mod tests {
                 &format!(r#""application_credential":{{"id":"ac","access_rules":[{{"service":"{service}","method":"GET","path":"/x"}}]}},"roles""#),
             ))
         };
-        assert!(identity_from_token(&with("k8s"), "k8s", now()).is_ok());
+        assert!(identity_from_token(&with("k8s"), "k8s").is_ok());
         assert_eq!(
-            identity_from_token(&with("compute"), "k8s", now()),
+            identity_from_token(&with("compute"), "k8s"),
             Err(Refusal::AccessRulesExcludeService("k8s".into()))
         );
-        assert!(identity_from_token(&with("kubernetes"), "kubernetes", now()).is_ok());
+        assert!(identity_from_token(&with("kubernetes"), "kubernetes").is_ok());
     }
 
     #[test]
@@ -426,7 +423,7 @@ mod tests {
                 {"service":"compute","method":"GET","path":"/v2.1/servers"},
                 {"service":"k8s","method":"POST","path":"/apis/apps/v1/namespaces/dev/deployments"}]},"roles""#,
         ));
-        let id = identity_from_token(&t, "k8s", now()).unwrap();
+        let id = identity_from_token(&t, "k8s").unwrap();
         assert_eq!(
             id.access_rules,
             [
@@ -459,7 +456,7 @@ mod tests {
             );
         }
         // Without rules (a password token, or a credential without rules) there is no key.
-        let plain = identity_from_token(&token(ALICE), "k8s", now()).unwrap();
+        let plain = identity_from_token(&token(ALICE), "k8s").unwrap();
         assert!(plain.access_rules.is_empty());
         assert!(
             !user_info(&plain, UsernameFormat::Name, &[])
@@ -471,19 +468,10 @@ mod tests {
     #[test]
     fn keystone_decides_validity_and_our_clock_only_bounds_caching() {
         let late = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        assert_eq!(
-            identity_from_token(&token(ALICE), "k8s", late)
-                .unwrap()
-                .expires_at,
-            late
-        );
+        assert_eq!(token_expiry(&token(ALICE), late), late);
         let unreadable = token(&ALICE.replace("2026-11-28T16:08:40.000000Z", "soon"));
-        assert_eq!(
-            identity_from_token(&unreadable, "k8s", now())
-                .unwrap()
-                .expires_at,
-            now()
-        );
+        assert!(identity_from_token(&unreadable, "k8s").is_ok());
+        assert_eq!(token_expiry(&unreadable, now()), now());
     }
 
     #[test]
