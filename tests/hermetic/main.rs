@@ -10,6 +10,9 @@
 //!   cached, refusals cached, stale serving, single flight, the subject never the caller.
 //! * `routes`: `warp::test` for routes, methods, body limits and `Status` bodies, plus the real
 //!   accept loop (`webhook::serve`, plain HTTP) for chunked bodies and `?timeout=30s`.
+//! * `connections`: 10,000 concurrent keep-alive connections held by the real binary, each
+//!   answering TokenReviews, its memory growth bounded; a connection over `[server]
+//!   max_connections` answered HTTP 503 (`Retry-After`, `Connection: close`, a `Status`).
 //! * `bearer`: application-credential bearer tokens (`kkac1_...`): off by default with no
 //!   Keystone call, exchanged with `POST /v3/auth/tokens`, cached, single flight over 1,000
 //!   concurrent reviews, failed secrets throttled per credential id, secrets never in answers.
@@ -36,5 +39,6 @@ mod bad_input;
 mod bearer;
 mod binary;
 mod client;
+mod connections;
 mod routes;
 mod tls;
