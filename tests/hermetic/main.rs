@@ -13,6 +13,8 @@
 //! * `connections`: 10,000 concurrent keep-alive connections held by the real binary, each
 //!   answering TokenReviews, its memory growth bounded; a connection over `[server]
 //!   max_connections` answered HTTP 503 (`Retry-After`, `Connection: close`, a `Status`).
+//! * `faults`: a review's whole Keystone round bounded by `keystone.timeout`; `/readyz` false
+//!   at the first failure after an answer, and true again once Keystone answers.
 //! * `bearer`: application-credential bearer tokens (`kkac1_...`): off by default with no
 //!   Keystone call, exchanged with `POST /v3/auth/tokens`, cached, single flight over 1,000
 //!   concurrent reviews, failed secrets throttled per credential id, secrets never in answers.
@@ -40,5 +42,6 @@ mod bearer;
 mod binary;
 mod client;
 mod connections;
+mod faults;
 mod routes;
 mod tls;
