@@ -11,9 +11,9 @@ use warp::http::Method;
 use crate::fake::*;
 use crate::support::token_review;
 
-struct Binary {
-    child: Child,
-    port: u16,
+pub(crate) struct Binary {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
@@ -28,6 +28,15 @@ impl Drop for Binary {
 
 impl Binary {
     async fn start(keystone_url: &str, extra_toml: &str) -> Self {
+        Self::start_logging(keystone_url, "trace", extra_toml).await
+    }
+
+    /// [`Binary::start`] with this log level.
+    pub(crate) async fn start_logging(
+        keystone_url: &str,
+        log_level: &str,
+        extra_toml: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -38,7 +47,7 @@ impl Binary {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\nlog_level = \"trace\"\ninsecure_http = true\n[keystone]\nurl = \"{keystone_url}\"\ntimeout = \"1s\"\n{extra_toml}"
+                "listen = \"127.0.0.1:{port}\"\nlog_level = \"{log_level}\"\ninsecure_http = true\n[keystone]\nurl = \"{keystone_url}\"\ntimeout = \"1s\"\n{extra_toml}"
             ),
         )
         .unwrap();
@@ -115,7 +124,7 @@ impl Binary {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 

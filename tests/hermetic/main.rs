@@ -10,6 +10,15 @@
 //!   cached, refusals cached, stale serving, single flight, the subject never the caller.
 //! * `routes`: `warp::test` for routes, methods, body limits and `Status` bodies, plus the real
 //!   accept loop (`webhook::serve`, plain HTTP) for chunked bodies and `?timeout=30s`.
+//! * `connections`: 10,000 concurrent keep-alive connections held by the real binary, each
+//!   answering TokenReviews, its memory growth bounded; a connection over `[server]
+//!   max_connections` answered HTTP 503 (`Retry-After`, `Connection: close`, a `Status`).
+//! * `fail_closed`: proptest properties over tokens, Keystone faults and configurations (cache,
+//!   stale serving, application-credential tokens), and over random policies and identities
+//!   imitating Keystone's: never `authenticated: true` unless the fake validated that token as
+//!   its real user, never `allowed: true` for an identity this service did not authenticate.
+//! * `faults`: a review's whole Keystone round bounded by `keystone.timeout`; `/readyz` false
+//!   at the first failure after an answer, and true again once Keystone answers.
 //! * `bearer`: application-credential bearer tokens (`kkac1_...`): off by default with no
 //!   Keystone call, exchanged with `POST /v3/auth/tokens`, cached, single flight over 1,000
 //!   concurrent reviews, failed secrets throttled per credential id, secrets never in answers.
@@ -36,5 +45,8 @@ mod bad_input;
 mod bearer;
 mod binary;
 mod client;
+mod connections;
+mod fail_closed;
+mod faults;
 mod routes;
 mod tls;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kk_core::keystone::AuthRequest;
 use kk_core::metrics::Metrics;
-use kk_webhook::config::{AppCredTokensConfig, CacheConfig, Config, KeystoneConfig};
+use kk_webhook::config::{AppCredTokensConfig, CacheConfig, Config, KeystoneConfig, ServerConfig};
 use kk_webhook::{State, filters};
 use serde_json::{Value, json};
 
@@ -20,6 +20,8 @@ pub struct Settings {
     pub policy: Option<String>,
     /// `[application_credential_tokens]` (default: off).
     pub appcred_tokens: AppCredTokensConfig,
+    /// `[server]` (default: 16384 connections).
+    pub server: ServerConfig,
 }
 
 impl Settings {
@@ -32,6 +34,7 @@ impl Settings {
             service_auth: None,
             policy: None,
             appcred_tokens: Default::default(),
+            server: Default::default(),
         }
     }
 }
@@ -51,6 +54,7 @@ impl Svc {
         std::fs::write(&policy, s.policy.as_deref().unwrap_or(ALLOW_ALL)).unwrap();
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
+            server: s.server,
             tls: None,
             keystone: KeystoneConfig {
                 url: kk_core::keystone::normalize_url(&s.keystone_url).unwrap(),

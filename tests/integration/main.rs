@@ -17,6 +17,10 @@
 //!   byte for byte as kube-apiserver does, for what a real apiserver cannot be made to send
 //!   (malformed bodies, wrong versions, huge requests, a Keystone that hangs).
 //!
+//! * `faults`: Keystone stopped, hanging, slow and restarted behind a fault-injecting TCP proxy
+//!   while concurrent reviews run: every review within `keystone.timeout` + a margin, `/readyz`
+//!   false and back, cached tokens as the cache is configured, every answer right afterwards.
+//!
 //! Run them with `tests/run` (which starts Keystone and the test bed and exports the `KS_*`,
 //! `BED_*` and `K8S_*` variables); `cargo test --test integration` alone fails fast with that
 //! advice.
@@ -34,6 +38,7 @@ mod bearer;
 mod charm;
 mod configmap;
 mod differential;
+mod faults;
 mod helm;
 mod manifests;
 mod plugin;

@@ -425,10 +425,24 @@ impl Authenticator {
     {
         let stale_flag = AtomicBool::new(false);
         let flag = &stale_flag;
+        // One Keystone round (service token, validation or exchange, groups) gets
+        // `keystone.timeout` in all, not each of its requests: no review waits longer.
+        let deadline = self.keystone.timeout();
         let (outcome, cache_status) = self
             .cache
             .get_or_compute(Key::of(token), move |stale| async move {
-                let (outcome, lifetime) = compute(stale).await;
+                let fallback = stale.clone();
+                let (outcome, lifetime) = match tokio::time::timeout(deadline, compute(stale)).await
+                {
+                    Ok(answer) => answer,
+                    Err(_) => {
+                        self.keystone.forget_answer();
+                        self.unavailable(
+                            format!("Keystone did not answer within {deadline:?} (keystone.timeout, for the whole review)"),
+                            &fallback,
+                        )
+                    }
+                };
                 if lifetime.is_none() && matches!(outcome, Outcome::Authenticated(..)) {
                     flag.store(true, Ordering::Relaxed);
                 }

@@ -499,6 +499,7 @@ mod tests {
         .unwrap();
         let config = crate::config::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
+            server: Default::default(),
             tls: None,
             keystone: crate::config::KeystoneConfig {
                 url: "http://127.0.0.1:1/v3".parse().unwrap(),

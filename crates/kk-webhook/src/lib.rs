@@ -45,10 +45,14 @@ use kk_core::metrics::Metrics;
 use kk_policy::Policy;
 use tls::ReloadableTls;
 
-/// Most connections served at once; more are closed at accept.
-const MAX_CONNECTIONS: usize = 4096;
-/// Time allowed for a TLS handshake.
+/// Connections over `server.max_connections` answered at once with HTTP 503; more are closed
+/// at accept.
+const OVER_LIMIT_ANSWERS: usize = 64;
+/// Time allowed for a TLS handshake; also all an over-the-limit connection gets (handshake,
+/// request head and its 503 answer).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `Retry-After` of the 503 answer over the connection limit, in seconds.
+const OVER_LIMIT_RETRY_AFTER: &str = "1";
 /// Time allowed to receive a request's headers. hyper also counts the idle time of a kept-alive
 /// connection against it, so it must outlast the idle timeout of kube-apiserver's webhook client
 /// (Go's 90 s): the client must close idle connections first. A server that closes them first
@@ -83,6 +87,8 @@ pub struct State {
     pub configmaps: Vec<Arc<configmaps::WatchStatus>>,
     /// The ConfigMaps read at start-up, until [`run`] starts their watches.
     configmap_watches: Mutex<Vec<(kk_kube::KubeClient, configmaps::Fetched)>>,
+    /// `server.max_connections`, for [`serve`].
+    max_connections: usize,
 }
 
 /// Where the policy or the sync config comes from, for messages.
@@ -290,6 +296,7 @@ impl State {
             sync_worker: Mutex::new(sync_worker),
             configmaps: statuses,
             configmap_watches: Mutex::new(watches),
+            max_connections: config.server.max_connections,
         })
     }
 
@@ -722,11 +729,31 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         version = kk_core::VERSION,
         "k8s-keystone-auth serving"
     );
+    if let Some(files) = open_files_limit()
+        && files < config.server.max_connections as u64 + 64
+    {
+        warn!(
+            open_files_limit = files,
+            max_connections = config.server.max_connections,
+            "the open-file limit is below server.max_connections: connections past it fail at accept (raise LimitNOFILE or ulimit -n, or lower server.max_connections)"
+        );
+    }
     let result = serve(listener, state, tls, shutdown).await;
     for task in background {
         task.abort();
     }
     result
+}
+
+/// The process's soft open-file limit (Linux `/proc/self/limits`), if known.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 async fn sighup(force: Arc<Notify>) {
@@ -740,7 +767,11 @@ async fn sighup(force: Arc<Notify>) {
 }
 
 /// The accept loop: TLS (when configured), HTTP/1.1 and HTTP/2, bounded handshakes and
-/// header reads, at most [`MAX_CONNECTIONS`] at once, graceful shutdown.
+/// header reads, at most `server.max_connections` at once, graceful shutdown. A connection
+/// over the limit gets HTTP 503 (`Retry-After`, a Kubernetes `Status`) and is closed, within
+/// [`HANDSHAKE_TIMEOUT`]; at most [`OVER_LIMIT_ANSWERS`] such answers at once, and past those
+/// it is closed at accept. Both are counted in
+/// `http_requests_rejected_total{reason="too_many_connections"}`.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<State>,
@@ -749,7 +780,8 @@ pub async fn serve(
 ) -> Result<()> {
     let routes = filters::routes(state.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let limit = Arc::new(Semaphore::new(state.max_connections));
+    let over_limit = Arc::new(Semaphore::new(OVER_LIMIT_ANSWERS));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -769,7 +801,24 @@ pub async fn serve(
                 kk_core::metrics::Counter::HttpRequestsRejected,
                 &[("reason", "too_many_connections")],
             );
-            drop(tcp);
+            match over_limit.clone().try_acquire_owned() {
+                Ok(answering) => {
+                    let tls = tls
+                        .as_ref()
+                        .map(|t| tokio_rustls::TlsAcceptor::from(t.current()));
+                    tokio::spawn(answer_over_limit(
+                        tcp,
+                        peer,
+                        tls,
+                        state.max_connections,
+                        answering,
+                    ));
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "too many connections, and too many being refused: closed");
+                    drop(tcp);
+                }
+            }
             continue;
         };
         let _ = tcp.set_nodelay(true);
@@ -823,4 +872,76 @@ pub async fn serve(
         () = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("open connections did not finish in {SHUTDOWN_GRACE:?}"),
     }
     Ok(())
+}
+
+/// Answers a connection over the limit: its TLS handshake, one request, HTTP 503 with
+/// `Retry-After` and a Kubernetes `Status`, then closed (HTTP/1.1 `Connection: close`, HTTP/2
+/// GOAWAY); all of it within [`HANDSHAKE_TIMEOUT`]. `_answering` is its place in the
+/// over-the-limit budget.
+async fn answer_over_limit(
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    max_connections: usize,
+    _answering: tokio::sync::OwnedSemaphorePermit,
+) {
+    use warp::Filter;
+    let _ = tcp.set_nodelay(true);
+    let answered = Arc::new(Notify::new());
+    let signal = answered.clone();
+    let route = warp::any().map(move || {
+        signal.notify_one();
+        over_limit_reply(max_connections)
+    });
+    let service = TowerToHyperService::new(warp::service(route));
+    let work = async move {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .keep_alive(false)
+            .header_read_timeout(HANDSHAKE_TIMEOUT);
+        builder.http2().timer(TokioTimer::new());
+        let io: Box<dyn Io> = match tls {
+            Some(acceptor) => Box::new(acceptor.accept(tcp).await?),
+            None => Box::new(tcp),
+        };
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => return result,
+            () = answered.notified() => conn.as_mut().graceful_shutdown(),
+        }
+        conn.await
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, work).await {
+        Ok(Ok(())) => tracing::debug!(%peer, "too many connections: answered 503"),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "too many connections: the 503 answer failed")
+        }
+        Err(_) => tracing::debug!(%peer, "too many connections: the 503 answer timed out"),
+    }
+}
+
+/// A stream the server can speak HTTP on (plain TCP or TLS).
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
+/// The answer over the connection limit: HTTP 503, `Retry-After`, a Kubernetes `Status`.
+fn over_limit_reply(max_connections: usize) -> warp::reply::Response {
+    use warp::Reply;
+    let body = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("too many connections (server.max_connections = {max_connections}); retry later"),
+        "reason": "ServiceUnavailable",
+        "code": 503,
+    });
+    let reply = warp::reply::with_status(
+        warp::reply::json(&body),
+        warp::http::StatusCode::SERVICE_UNAVAILABLE,
+    );
+    warp::reply::with_header(reply, "retry-after", OVER_LIMIT_RETRY_AFTER).into_response()
 }

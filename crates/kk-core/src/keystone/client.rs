@@ -213,9 +213,23 @@ impl KeystoneClient {
         })
     }
 
-    /// When Keystone last answered anything (even a refusal); `None` if never.
+    /// When Keystone last answered anything (even a refusal) short of a 5xx; `None` if never,
+    /// or if a call failed since (unreachable, timed out, 5xx: see [`Self::forget_answer`]).
     pub fn last_answer(&self) -> Option<Instant> {
         self.inner.last_answer.lock().ok().and_then(|g| *g)
+    }
+
+    /// Forgets the last answer (a call found Keystone unavailable), so that readiness asks
+    /// Keystone again instead of trusting an answer from before the failure.
+    pub fn forget_answer(&self) {
+        if let Ok(mut g) = self.inner.last_answer.lock() {
+            *g = None;
+        }
+    }
+
+    /// The limit of one request (`keystone.timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
     }
 
     fn endpoint(&self, segments: &[&str]) -> Url {
@@ -295,10 +309,8 @@ impl KeystoneClient {
         .await;
         match &result {
             Ok((status, _, _)) => {
-                if let Ok(mut g) = self.inner.last_answer.lock()
-                    && !status.is_server_error()
-                {
-                    *g = Some(Instant::now());
+                if let Ok(mut g) = self.inner.last_answer.lock() {
+                    *g = (!status.is_server_error()).then(Instant::now);
                 }
                 let outcome = match status.as_u16() {
                     200..=299 => "ok",
@@ -310,7 +322,15 @@ impl KeystoneClient {
                 };
                 self.record(call, outcome);
             }
-            Err(e) => self.record(call, e.outcome()),
+            Err(e) => {
+                if matches!(
+                    e,
+                    KeystoneError::Unreachable { .. } | KeystoneError::Timeout { .. }
+                ) {
+                    self.forget_answer();
+                }
+                self.record(call, e.outcome())
+            }
         }
         result
     }

@@ -17,6 +17,9 @@ pub struct FileConfig {
     pub log_level: Option<Spanned<String>>,
     /// Serve plain HTTP (tests only).
     pub insecure_http: Option<bool>,
+    /// Serving limits.
+    #[serde(default)]
+    pub server: ServerSection,
     /// Serving TLS.
     #[serde(default)]
     pub tls: TlsSection,
@@ -41,6 +44,15 @@ pub struct FileConfig {
     /// The Kubernetes API (used by the namespace sync).
     #[serde(default)]
     pub kubernetes: KubernetesSection,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Most connections served at once; a connection over the limit gets HTTP 503 with
+    /// `Retry-After` and is closed (`16384`).
+    pub max_connections: Option<Spanned<i64>>,
 }
 
 /// `[tls]`

@@ -32,6 +32,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
 pub struct Config {
     /// Address to serve on.
     pub listen: SocketAddr,
+    /// Serving limits (`[server]`).
+    pub server: ServerConfig,
     /// Serving TLS; `None` only with `insecure_http`.
     pub tls: Option<TlsConfig>,
     /// Keystone.
@@ -67,6 +69,24 @@ pub struct Config {
     pub log_level: String,
     /// Warnings to log once logging is up (deprecated or ignored settings).
     pub warnings: Vec<String>,
+}
+
+/// Serving limits (`[server]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Most connections served at once; more get HTTP 503 and are closed.
+    pub max_connections: usize,
+}
+
+/// Largest `server.max_connections` accepted.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16384,
+        }
+    }
 }
 
 /// Serving TLS settings.
@@ -540,6 +560,22 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
             .map_err(|_| invalid(&Origin::Default, "listen"))?,
     };
 
+    // server
+    let server = match &file.server.max_connections {
+        Some(v) => ServerConfig {
+            max_connections: usize::try_from(*v.get_ref())
+                .ok()
+                .filter(|n| (1..=MAX_CONNECTIONS_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        &ctx.file_origin("server.max_connections", v),
+                        format!("must be between 1 and {MAX_CONNECTIONS_LIMIT}"),
+                    )
+                })?,
+        },
+        None => ServerConfig::default(),
+    };
+
     // TLS
     let insecure_http = args.insecure_http || file.insecure_http.unwrap_or(false);
     let cert = ctx.pick(
@@ -884,6 +920,7 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
 
     Ok(Config {
         listen,
+        server,
         tls,
         keystone: KeystoneConfig {
             url,

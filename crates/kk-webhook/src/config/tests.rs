@@ -607,3 +607,43 @@ fn application_credential_tokens_are_off_by_default_and_validated() {
     .to_string();
     assert!(err.contains("unknown field `enable`"), "{err}");
 }
+
+#[test]
+fn server_max_connections_defaults_to_16384_and_is_validated() {
+    let c = run(&TLS, Some("[keystone]\nurl = \"https://ks\"\n")).unwrap();
+    assert_eq!(c.server.max_connections, 16384);
+    let c = run(
+        &TLS,
+        Some("[keystone]\nurl = \"https://ks\"\n[server]\nmax_connections = 3\n"),
+    )
+    .unwrap();
+    assert_eq!(c.server, ServerConfig { max_connections: 3 });
+    for bad in ["0", "-1", "1048577"] {
+        let err = run(
+            &TLS,
+            Some(&format!(
+                "[keystone]\nurl = \"https://ks\"\n[server]\nmax_connections = {bad}\n"
+            )),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "invalid `server.max_connections` in /etc/k.toml line 4: must be between 1 and 1048576"
+        );
+    }
+    let err = run(
+        &TLS,
+        Some("[keystone]\nurl = \"https://ks\"\n[server]\nmax_conections = 3\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unknown field `max_conections`"), "{err}");
+    let err = run(
+        &TLS,
+        Some("[keystone]\nurl = \"https://ks\"\n[server]\nmax_connections = \"many\"\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("invalid type: string"), "{err}");
+}
