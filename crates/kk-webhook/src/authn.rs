@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{debug, info, warn};
 
-use crate::cache::{Key, Lifetime, TokenCache};
+use crate::cache::{CacheStatus, Key, Lifetime, TokenCache};
 use crate::config::{AppCredTokensConfig, CacheConfig};
 use crate::identity::{
     Identity, Prefiltered, UsernameFormat, has_access_rules, identity_from_token, prefilter,
@@ -450,7 +450,8 @@ impl Authenticator {
             })
             .await;
         let served_stale = stale_flag.load(Ordering::Relaxed);
-        let source = if served_stale {
+        // A refresh ahead that failed answers from the still-fresh entry: a hit, not stale.
+        let source = if served_stale && cache_status != CacheStatus::Hit {
             "stale"
         } else {
             cache_status.as_str()

@@ -73,6 +73,9 @@ impl CacheStatus {
 
 struct Entry<V> {
     value: V,
+    /// From here on (the last fifth of the fresh life) the first lookup revalidates while the
+    /// others are still answered from the entry.
+    refresh_at: Instant,
     fresh_until: Instant,
     usable_until: Instant,
     seq: u64,
@@ -89,6 +92,8 @@ struct State<V> {
 enum Step<V> {
     Hit(V),
     Lead(watch::Sender<Option<V>>),
+    /// The entry is fresh but due: this caller revalidates it (the value is the fresh one).
+    Refresh(watch::Sender<Option<V>>, V),
     Wait(watch::Receiver<Option<V>>),
     Poisoned,
 }
@@ -166,6 +171,7 @@ impl<V: Clone> TokenCache<V> {
                     return (v, CacheStatus::Hit);
                 }
                 Step::Lead(tx) => return self.lead(key, tx, stale, compute).await,
+                Step::Refresh(tx, fresh) => return self.refresh(key, tx, fresh, compute).await,
                 Step::Wait(mut rx) => {
                     if let Ok(v) = rx.wait_for(Option::is_some).await
                         && let Some(v) = v.clone()
@@ -188,7 +194,15 @@ impl<V: Clone> TokenCache<V> {
         let now = Instant::now();
         if let Some(e) = s.entries.get(&key) {
             if now < e.fresh_until {
-                return Step::Hit(e.value.clone());
+                if now < e.refresh_at || s.inflight.contains_key(&key) {
+                    return Step::Hit(e.value.clone());
+                }
+                // Refresh ahead: one caller revalidates before the entry goes stale, so that
+                // concurrent reviews of a busy token never all wait on Keystone at once.
+                let fresh = e.value.clone();
+                let (tx, rx) = watch::channel(None);
+                s.inflight.insert(key, rx);
+                return Step::Refresh(tx, fresh);
             }
             *stale = (now < e.usable_until).then(|| e.value.clone());
         }
@@ -219,6 +233,39 @@ impl<V: Clone> TokenCache<V> {
         let (value, lifetime) = compute(stale).await;
         self.store(key, &value, lifetime);
         guard.armed = false;
+        let _ = tx.send(Some(value.clone()));
+        (value, CacheStatus::Miss)
+    }
+
+    /// Revalidates a fresh entry that is due: a definite answer replaces it (a revoked token is
+    /// refused from now on); an uncacheable one (Keystone down) leaves it as it was, and the
+    /// caller gets the fresh value.
+    async fn refresh<F, Fut>(
+        &self,
+        key: Key,
+        tx: watch::Sender<Option<V>>,
+        fresh: V,
+        compute: F,
+    ) -> (V, CacheStatus)
+    where
+        F: FnOnce(Option<V>) -> Fut,
+        Fut: Future<Output = (V, Option<Lifetime>)>,
+    {
+        let mut guard = InflightGuard {
+            cache: self,
+            key,
+            armed: true,
+        };
+        let (value, lifetime) = compute(Some(fresh.clone())).await;
+        guard.armed = false;
+        if lifetime.is_none() {
+            if let Ok(mut s) = self.state.lock() {
+                s.inflight.remove(&key);
+            }
+            let _ = tx.send(Some(fresh.clone()));
+            return (fresh, CacheStatus::Hit);
+        }
+        self.store(key, &value, lifetime);
         let _ = tx.send(Some(value.clone()));
         (value, CacheStatus::Miss)
     }
@@ -267,6 +314,7 @@ impl<V: Clone> TokenCache<V> {
             key,
             Entry {
                 value,
+                refresh_at: now + l.fresh - l.fresh / 5,
                 fresh_until: now + l.fresh,
                 usable_until,
                 seq,
@@ -292,6 +340,63 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_due_entry_is_refreshed_by_one_caller_while_the_others_hit() {
+        let cache = Arc::new(TokenCache::new(10, None));
+        let (v, _) = cache
+            .get_or_compute(key("t"), |_| async { ("old", life(10, 10)) })
+            .await;
+        assert_eq!(v, "old");
+        // Before the last fifth of the fresh life: a plain hit, nothing computed.
+        tokio::time::advance(Duration::from_millis(7_900)).await;
+        let (v, status) = cache
+            .get_or_compute(key("t"), |_| async { unreachable!("not due yet") })
+            .await;
+        assert_eq!((v, status), ("old", CacheStatus::Hit));
+        // Due: the first caller revalidates (slowly); a concurrent one is answered at once.
+        tokio::time::advance(Duration::from_millis(200)).await;
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let c = cache.clone();
+        let refresher = tokio::spawn(async move {
+            c.get_or_compute(key("t"), |stale| async move {
+                assert_eq!(stale, Some("old"));
+                let _ = wait.await;
+                ("new", life(10, 10))
+            })
+            .await
+        });
+        tokio::task::yield_now().await;
+        let (v, status) = cache
+            .get_or_compute(key("t"), |_| async {
+                unreachable!("one refresh at a time")
+            })
+            .await;
+        assert_eq!((v, status), ("old", CacheStatus::Hit));
+        release.send(()).unwrap();
+        assert_eq!(refresher.await.unwrap(), ("new", CacheStatus::Miss));
+        let (v, _) = cache
+            .get_or_compute(key("t"), |_| async { unreachable!("fresh again") })
+            .await;
+        assert_eq!(v, "new");
+        // A refresh that cannot decide (Keystone down: no lifetime) keeps the fresh entry and
+        // answers with it.
+        tokio::time::advance(Duration::from_millis(8_500)).await;
+        let (v, status) = cache
+            .get_or_compute(key("t"), |_| async { ("error", None) })
+            .await;
+        assert_eq!((v, status), ("new", CacheStatus::Hit));
+        let (v, _) = cache
+            .get_or_compute(key("t"), |_| async { ("error", None) })
+            .await;
+        assert_eq!(v, "new", "still fresh, refreshed again, kept again");
+        // Past the fresh life it is gone (usable = fresh here).
+        tokio::time::advance(Duration::from_millis(2_000)).await;
+        let (v, _) = cache
+            .get_or_compute(key("t"), |_| async { ("error", None) })
+            .await;
+        assert_eq!(v, "error");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn entries_expire_after_their_fresh_time() {
         let cache = TokenCache::new(10, None);
         let calls = AtomicUsize::new(0);
@@ -303,12 +408,13 @@ mod tests {
             cache.get_or_compute(key("a"), compute).await.1,
             CacheStatus::Miss
         );
-        tokio::time::advance(Duration::from_secs(29)).await;
+        // Before the refresh-ahead window (the last fifth: from 24 s).
+        tokio::time::advance(Duration::from_secs(23)).await;
         assert_eq!(
             cache.get_or_compute(key("a"), compute).await.1,
             CacheStatus::Hit
         );
-        tokio::time::advance(Duration::from_secs(2)).await;
+        tokio::time::advance(Duration::from_secs(8)).await;
         assert_eq!(
             cache.get_or_compute(key("a"), compute).await.1,
             CacheStatus::Miss
