@@ -22,9 +22,13 @@ use tracing_subscriber::fmt::MakeWriter;
 /// Lines the non-blocking writer's queue holds (about 5 MiB of typical decision log lines).
 pub const QUEUE_LINES: usize = 16 * 1024;
 
-/// After writing a batch, the writer waits this long before taking the next one, so lines
-/// logged under load leave in a few large writes and do not wake the writer each.
+/// After writing a batch of at least [`BUSY_BATCH`] lines (under load), the writer waits this
+/// long before taking the next one, so such lines leave in a few large writes and do not wake
+/// the writer each. A quiet service's lines are written at once.
 const BATCH_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A batch this large means load: pause [`BATCH_INTERVAL`] after it.
+const BUSY_BATCH: usize = 64;
 
 /// How long [`LogGuard::flush`] waits for the queue to be written.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -132,9 +136,9 @@ pub fn non_blocking<W: Write + Send + 'static>(out: W, capacity: usize) -> (NonB
     )
 }
 
-/// The writer thread: sleeps until a line comes, writes what is queued, flushes, then pauses
-/// [`BATCH_INTERVAL`] to let the next batch gather (a flush request is answered without that
-/// pause); reports dropped lines.
+/// The writer thread: sleeps until a line comes, writes what is queued, flushes, then, after a
+/// busy batch, pauses [`BATCH_INTERVAL`] to let the next batch gather (a flush request is
+/// answered without that pause); reports dropped lines.
 fn write_lines<W: Write>(out: W, lines: &Receiver<Message>, dropped: &AtomicU64) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut reported = 0;
@@ -147,10 +151,12 @@ fn write_lines<W: Write>(out: W, lines: &Receiver<Message>, dropped: &AtomicU64)
         };
         let mut pending = first;
         let mut flushed = false;
+        let mut batch = 0;
         while let Some(message) = pending.take() {
             match message {
                 Message::Line(line) => {
                     let _ = out.write_all(&line);
+                    batch += 1;
                 }
                 Message::Flush(done) => {
                     report_drops(&mut out, dropped, &mut reported);
@@ -163,7 +169,7 @@ fn write_lines<W: Write>(out: W, lines: &Receiver<Message>, dropped: &AtomicU64)
         }
         report_drops(&mut out, dropped, &mut reported);
         let _ = out.flush();
-        if !flushed {
+        if !flushed && batch >= BUSY_BATCH {
             #[allow(
                 clippy::disallowed_methods,
                 reason = "the log writer's own thread, not a runtime worker"
