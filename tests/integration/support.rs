@@ -529,7 +529,25 @@ impl Service {
             .unwrap_or(0)
     }
 
+    ///
+    /// The service writes its log from a thread of its own, a moment after the answer it
+    /// logs: this reads until the file has not grown for 50 ms (at most 2 s), so a line about
+    /// the last answer is there.
     pub fn log_text(&self) -> String {
+        let size = || std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+        let mut last = size();
+        for _ in 0..40 {
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "a synchronous helper, called between awaits; bounded to 2 s"
+            )]
+            std::thread::sleep(Duration::from_millis(50));
+            let now = size();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
