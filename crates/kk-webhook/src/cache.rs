@@ -170,8 +170,10 @@ impl<V: Clone> TokenCache<V> {
                 Step::Hit(v) => {
                     return (v, CacheStatus::Hit);
                 }
-                Step::Lead(tx) => return self.lead(key, tx, stale, compute).await,
-                Step::Refresh(tx, fresh) => return self.refresh(key, tx, fresh, compute).await,
+                Step::Lead(tx) => return self.lead(key, tx, stale, None, compute).await,
+                Step::Refresh(tx, fresh) => {
+                    return self.lead(key, tx, None, Some(fresh), compute).await;
+                }
                 Step::Wait(mut rx) => {
                     if let Ok(v) = rx.wait_for(Option::is_some).await
                         && let Some(v) = v.clone()
@@ -214,11 +216,16 @@ impl<V: Clone> TokenCache<V> {
         Step::Lead(tx)
     }
 
+    /// Computes the value for `key` (this caller holds the in-flight marker). `fresh` is set
+    /// when a fresh entry that is due is being revalidated (refresh ahead): a definite answer
+    /// replaces it (a revoked token is refused from now on); an uncacheable one (Keystone
+    /// down) leaves it as it was, and the caller gets the fresh value.
     async fn lead<F, Fut>(
         &self,
         key: Key,
         tx: watch::Sender<Option<V>>,
         stale: Option<V>,
+        fresh: Option<V>,
         compute: F,
     ) -> (V, CacheStatus)
     where
@@ -230,35 +237,9 @@ impl<V: Clone> TokenCache<V> {
             key,
             armed: true,
         };
-        let (value, lifetime) = compute(stale).await;
-        self.store(key, &value, lifetime);
+        let (value, lifetime) = compute(fresh.clone().or(stale)).await;
         guard.armed = false;
-        let _ = tx.send(Some(value.clone()));
-        (value, CacheStatus::Miss)
-    }
-
-    /// Revalidates a fresh entry that is due: a definite answer replaces it (a revoked token is
-    /// refused from now on); an uncacheable one (Keystone down) leaves it as it was, and the
-    /// caller gets the fresh value.
-    async fn refresh<F, Fut>(
-        &self,
-        key: Key,
-        tx: watch::Sender<Option<V>>,
-        fresh: V,
-        compute: F,
-    ) -> (V, CacheStatus)
-    where
-        F: FnOnce(Option<V>) -> Fut,
-        Fut: Future<Output = (V, Option<Lifetime>)>,
-    {
-        let mut guard = InflightGuard {
-            cache: self,
-            key,
-            armed: true,
-        };
-        let (value, lifetime) = compute(Some(fresh.clone())).await;
-        guard.armed = false;
-        if lifetime.is_none() {
+        if let (Some(fresh), None) = (fresh, lifetime) {
             if let Ok(mut s) = self.state.lock() {
                 s.inflight.remove(&key);
             }
