@@ -511,7 +511,7 @@ impl OwnApiserver {
         for _ in 0..3 {
             let dir = tempfile::tempdir().unwrap();
             let port = free_port();
-            let etcd_port = free_port();
+            let etcd_port = free_ports(2);
             let mut cmd = std::process::Command::new("bash");
             cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/k8s/up.sh"))
                 .env("K8S_DIR", dir.path())

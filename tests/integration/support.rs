@@ -340,12 +340,44 @@ pub fn write_atomic(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// A port on 127.0.0.1 that nothing listens on now. See [`free_ports`].
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports(1)
+}
+
+/// The first of `n` consecutive ports on 127.0.0.1 that nothing listens on now (etcd takes a
+/// client and a peer port), picked **below the kernel's ephemeral range**
+/// (`net.ipv4.ip_local_port_range`). A port from `bind(0)` lies inside that range, where the
+/// kernel also hands out the local ports of outgoing connections: with hundreds of test
+/// connections open, another process could take it between our check and its `bind` (CI saw
+/// etcd's peer port taken). Below the range only other listeners compete, and the ports come
+/// from a counter seeded per process, so two tests of one run never get the same one.
+pub fn free_ports(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768)
+        .clamp(12000, 65000);
+    let (base, span) = (10000u32, low - 10000 - u32::from(n));
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let seed = std::process::id().wrapping_mul(7919)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+        let _ = NEXT.compare_exchange(0, seed % span + 1, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..2000 {
+        let first = base + NEXT.fetch_add(u32::from(n), Ordering::Relaxed) % span;
+        let all_free = (first..first + u32::from(n))
+            .all(|p| std::net::TcpListener::bind(("127.0.0.1", u16::try_from(p).unwrap())).is_ok());
+        if all_free {
+            return u16::try_from(first).unwrap();
+        }
+    }
+    panic!("no {n} free consecutive ports on 127.0.0.1 in 2000 tries");
 }
 
 /// The service under test: the real binary on a free port with its own certificates.
