@@ -46,6 +46,9 @@ pub struct Config {
     pub memory_entries: usize,
     /// Plugin runs per case (item 5).
     pub plugin_runs: usize,
+    /// Which parts run (`BENCH_PARTS`, default all): throughput (with the Keystone load),
+    /// cold, memory, plugin.
+    pub parts: Vec<&'static str>,
     pub keystone: Keystone,
 }
 
@@ -88,6 +91,9 @@ fn seconds(name: &str, default: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(s))
 }
 
+/// The parts of a run, in the order they run.
+pub const PARTS: [&str; 4] = ["throughput", "cold", "memory", "plugin"];
+
 impl Config {
     pub fn from_env() -> Result<Self> {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -103,6 +109,16 @@ impl Config {
             .collect::<Option<Vec<_>>>()
             .context("BENCH_CONNECTIONS: comma-separated numbers of connections, 1 to 1000")?;
         let go_dir = PathBuf::from(var("GO_REFERENCE_BIN")?);
+        let parts = or("BENCH_PARTS", &PARTS.join(","))
+            .split(',')
+            .map(|p| PARTS.iter().copied().find(|k| *k == p.trim()))
+            .collect::<Option<Vec<_>>>()
+            .with_context(|| {
+                format!(
+                    "BENCH_PARTS: a comma-separated list of {}",
+                    PARTS.join(", ")
+                )
+            })?;
         Ok(Self {
             out: PathBuf::from(or(
                 "BENCH_OUT",
@@ -121,6 +137,7 @@ impl Config {
             cold: number("BENCH_COLD", "100")?,
             memory_entries: number("BENCH_MEMORY_ENTRIES", "100000")?,
             plugin_runs: number("BENCH_PLUGIN_RUNS", "30")?,
+            parts,
             keystone: Keystone {
                 url: var("KS_URL")?,
                 access_log: PathBuf::from(var("KS_ACCESS_LOG")?),

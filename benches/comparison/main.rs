@@ -44,14 +44,19 @@ async fn run() -> Result<()> {
         "cold_reviews": cfg.cold,
         "memory_entries": cfg.memory_entries,
         "plugin_runs": cfg.plugin_runs,
+        "parts": cfg.parts,
         "ours": "k8s-keystone-auth (release) with the default cache; ours-info: log level info (decision log on), ours-warn: warn (off), ours-nocache: cache.ttl = 0",
         "ours_static": "hyper-util auto builder + tokio-rustls with kk_webhook::tls::build_server_config, same certificate, answering our service's captured bytes",
         "policy": "benches/comparison/policy.json (45 rules; the review matches the last)",
     });
-    bench.throughput_and_keystone_load().await?;
-    bench.cold_path().await?;
-    bench.memory().await?;
-    bench.plugin().await?;
+    for part in cfg.parts.clone() {
+        match part {
+            "throughput" => bench.throughput_and_keystone_load().await?,
+            "cold" => bench.cold_path().await?,
+            "memory" => bench.memory().await?,
+            _ => bench.plugin().await?,
+        }
+    }
     bench.goals();
     let text = bench.report.text();
     println!("{text}");

@@ -239,36 +239,38 @@ impl Report {
             m.nproc, m.cpu, m.kernel, m.rustc, m.go, m.nginx, m.wrk
         ));
         s.push_str(&format!("settings: {}\n", self.settings));
-        s.push_str("\n1. Reviews over HTTPS keep-alive (wrk -t1 --latency)\n");
-        s.push_str(&format!(
-            "{:<20} {:<9} {:<13} {:>5} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7}\n",
-            "kind",
-            "tokens",
-            "server",
-            "conns",
-            "req/s",
-            "/static",
-            "/nginx",
-            "p50 ms",
-            "p99 ms",
-            "p99.9 ms",
-            "errors"
-        ));
-        for r in &self.throughput {
+        if !self.throughput.is_empty() {
+            s.push_str("\n1. Reviews over HTTPS keep-alive (wrk -t1 --latency)\n");
             s.push_str(&format!(
-                "{:<20} {:<9} {:<13} {:>5} {:>10.0} {:>8} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>7}\n",
-                r.kind,
-                r.tokens,
-                r.server,
-                r.connections,
-                r.rps,
-                fmt_ratio(r.vs_static),
-                fmt_ratio(r.vs_nginx),
-                r.p50_ms,
-                r.p99_ms,
-                r.p999_ms,
-                r.errors
+                "{:<20} {:<9} {:<13} {:>5} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7}\n",
+                "kind",
+                "tokens",
+                "server",
+                "conns",
+                "req/s",
+                "/static",
+                "/nginx",
+                "p50 ms",
+                "p99 ms",
+                "p99.9 ms",
+                "errors"
             ));
+            for r in &self.throughput {
+                s.push_str(&format!(
+                    "{:<20} {:<9} {:<13} {:>5} {:>10.0} {:>8} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>7}\n",
+                    r.kind,
+                    r.tokens,
+                    r.server,
+                    r.connections,
+                    r.rps,
+                    fmt_ratio(r.vs_static),
+                    fmt_ratio(r.vs_nginx),
+                    r.p50_ms,
+                    r.p99_ms,
+                    r.p999_ms,
+                    r.errors
+                ));
+            }
         }
         if !self.keystone_load.is_empty() {
             s.push_str(

@@ -6,11 +6,16 @@
 //!   handed to the caller when revalidation fails (serving while Keystone is down).
 //! * Concurrent lookups of one key that miss make **one** computation; the others wait for it
 //!   ("coalesced"). If the computing task is cancelled, one waiter takes over.
-//! * At capacity, expired entries go first, then the entry closest to the end of its life.
+//! * At capacity, expired entries go first, then the entries closest to the end of their life
+//!   (a sixteenth of the cache at a time, so the O(n) sweep is paid once per n/16 inserts).
+//!   Expired entries are also swept once a minute.
+//! * One map and nothing else per entry: the key (32 bytes), the value and 16 bytes of times,
+//!   about 90 bytes per entry with the map's own slack, so 100,000 cached tokens cost
+//!   ~10 MiB. There is no separate eviction index; the sweep finds what to drop.
 //!
 //! Time is [`tokio::time::Instant`], so tests run with paused time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,22 +76,40 @@ impl CacheStatus {
     }
 }
 
+/// Times are milliseconds since the cache's `epoch`: 16 bytes in all, against 48 for three
+/// `Instant`s. Lifetimes longer than `u32::MAX` ms (49 days) are shortened to that, never
+/// lengthened.
 struct Entry<V> {
     value: V,
-    /// From here on (the last fifth of the fresh life) the first lookup revalidates while the
-    /// others are still answered from the entry.
-    refresh_at: Instant,
-    fresh_until: Instant,
-    usable_until: Instant,
-    seq: u64,
+    /// When the value was stored.
+    stored: u64,
+    /// Fresh for this long after `stored`. From its last fifth on, the first lookup
+    /// revalidates while the others are still answered from the entry (refresh ahead).
+    fresh: u32,
+    /// Usable (stale serving) for this long after `stored`; at least `fresh`.
+    usable: u32,
 }
+
+impl<V> Entry<V> {
+    fn refresh_at(&self) -> u64 {
+        self.stored + u64::from(self.fresh - self.fresh / 5)
+    }
+    fn fresh_until(&self) -> u64 {
+        self.stored + u64::from(self.fresh)
+    }
+    fn usable_until(&self) -> u64 {
+        self.stored + u64::from(self.usable)
+    }
+}
+
+/// How often expired entries are swept even when the cache is not full.
+const SWEEP_EVERY_MS: u64 = 60_000;
 
 struct State<V> {
     entries: HashMap<Key, Entry<V>>,
-    /// (usable_until, seq, key): eviction order.
-    order: BTreeSet<(Instant, u64, Key)>,
     inflight: HashMap<Key, watch::Receiver<Option<V>>>,
-    seq: u64,
+    /// The next periodic sweep of expired entries.
+    next_sweep: u64,
 }
 
 enum Step<V> {
@@ -101,6 +124,8 @@ enum Step<V> {
 /// The cache. Share it in an `Arc`.
 pub struct TokenCache<V> {
     state: Mutex<State<V>>,
+    /// The origin of the entries' millisecond times.
+    epoch: Instant,
     max_entries: usize,
     metrics: Option<Arc<Metrics>>,
 }
@@ -128,10 +153,10 @@ impl<V: Clone> TokenCache<V> {
         Self {
             state: Mutex::new(State {
                 entries: HashMap::new(),
-                order: BTreeSet::new(),
                 inflight: HashMap::new(),
-                seq: 0,
+                next_sweep: SWEEP_EVERY_MS,
             }),
+            epoch: Instant::now(),
             max_entries: max_entries.max(1),
             metrics,
         }
@@ -145,6 +170,11 @@ impl<V: Clone> TokenCache<V> {
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Now, in milliseconds since `epoch`.
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn gauge(&self, len: usize) {
@@ -193,10 +223,10 @@ impl<V: Clone> TokenCache<V> {
         let Ok(mut s) = self.state.lock() else {
             return Step::Poisoned;
         };
-        let now = Instant::now();
+        let now = self.now();
         if let Some(e) = s.entries.get(&key) {
-            if now < e.fresh_until {
-                if now < e.refresh_at || s.inflight.contains_key(&key) {
+            if now < e.fresh_until() {
+                if now < e.refresh_at() || s.inflight.contains_key(&key) {
                     return Step::Hit(e.value.clone());
                 }
                 // Refresh ahead: one caller revalidates before the entry goes stale, so that
@@ -206,7 +236,7 @@ impl<V: Clone> TokenCache<V> {
                 s.inflight.insert(key, rx);
                 return Step::Refresh(tx, fresh);
             }
-            *stale = (now < e.usable_until).then(|| e.value.clone());
+            *stale = (now < e.usable_until()).then(|| e.value.clone());
         }
         if let Some(rx) = s.inflight.get(&key) {
             return Step::Wait(rx.clone());
@@ -256,14 +286,14 @@ impl<V: Clone> TokenCache<V> {
             s.inflight.remove(&key);
             if let Some(l) = lifetime {
                 self.insert_locked(&mut s, key, value.clone(), l);
-            } else if let Some(old) = s.entries.remove(&key) {
+            } else if s
+                .entries
+                .get(&key)
+                .is_some_and(|old| self.now() >= old.usable_until())
+            {
                 // An uncacheable answer (Keystone down) leaves a stale entry in place only if it
-                // is still usable; put it back unchanged.
-                if Instant::now() < old.usable_until {
-                    s.entries.insert(key, old);
-                } else {
-                    s.order.remove(&(old.usable_until, old.seq, key));
-                }
+                // is still usable.
+                s.entries.remove(&key);
             }
             let len = s.entries.len();
             drop(s);
@@ -272,35 +302,50 @@ impl<V: Clone> TokenCache<V> {
     }
 
     fn insert_locked(&self, s: &mut State<V>, key: Key, value: V, l: Lifetime) {
-        let now = Instant::now();
-        if let Some(old) = s.entries.remove(&key) {
-            s.order.remove(&(old.usable_until, old.seq, key));
-        }
-        if l.fresh.is_zero() && l.usable.is_zero() {
+        let now = self.now();
+        s.entries.remove(&key);
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        let (fresh, usable) = (ms(l.fresh), ms(l.usable.max(l.fresh)));
+        if usable == 0 {
             return;
         }
-        // Drop what has expired, then the entries nearest to their end, until there is room.
-        while let Some(&(until, seq, k)) = s.order.first() {
-            if until > now && s.entries.len() < self.max_entries {
-                break;
-            }
-            s.order.remove(&(until, seq, k));
-            s.entries.remove(&k);
+        if now >= s.next_sweep || s.entries.len() >= self.max_entries {
+            s.next_sweep = now.saturating_add(SWEEP_EVERY_MS);
+            s.entries.retain(|_, e| e.usable_until() > now);
         }
-        s.seq += 1;
-        let seq = s.seq;
-        let usable_until = now + l.usable.max(l.fresh);
-        s.order.insert((usable_until, seq, key));
+        if s.entries.len() >= self.max_entries {
+            Self::evict_nearest_end(&mut s.entries, (self.max_entries / 16).max(1));
+        }
         s.entries.insert(
             key,
             Entry {
                 value,
-                refresh_at: now + l.fresh - l.fresh / 5,
-                fresh_until: now + l.fresh,
-                usable_until,
-                seq,
+                stored: now,
+                fresh,
+                usable,
             },
         );
+    }
+
+    /// Drops the `n` entries closest to the end of their usable life (all of them if there
+    /// are no more than `n`).
+    fn evict_nearest_end(entries: &mut HashMap<Key, Entry<V>>, n: usize) {
+        let mut ends: Vec<u64> = entries.values().map(Entry::usable_until).collect();
+        let Some(nth) = n.checked_sub(1).filter(|&i| i < ends.len()) else {
+            entries.clear();
+            return;
+        };
+        let (below, &mut cut, _) = ends.select_nth_unstable(nth);
+        // Everything ending before the cut goes, and as many ending at it as make up `n`.
+        let mut at_cut = n - below.iter().filter(|&&end| end < cut).count();
+        entries.retain(|_, e| {
+            let end = e.usable_until();
+            if end == cut && at_cut > 0 {
+                at_cut -= 1;
+                return false;
+            }
+            end >= cut
+        });
     }
 }
 
@@ -519,6 +564,97 @@ mod tests {
             .get_or_compute(key("a"), |_| async { ("a2", life(1, 1)) })
             .await;
         assert_eq!(s, CacheStatus::Hit);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_cache_drops_a_sixteenth_nearest_their_end_even_when_they_tie() {
+        let cache = TokenCache::new(64, None);
+        // 64 entries ending at the same instant, then one more: exactly 64 / 16 = 4 go.
+        for i in 0..64 {
+            cache
+                .get_or_compute(key(&format!("same-{i}")), |_| async { ("v", life(60, 60)) })
+                .await;
+        }
+        assert_eq!(cache.len(), 64);
+        cache
+            .get_or_compute(key("one-more"), |_| async { ("v", life(60, 60)) })
+            .await;
+        assert_eq!(cache.len(), 61);
+        // Entries with more life left survive a full cache; the shortest-lived go first.
+        let cache = TokenCache::new(32, None);
+        for i in 0..32u64 {
+            cache
+                .get_or_compute(key(&format!("k{i}")), |_| async move {
+                    ("v", life(10 + i, 10 + i))
+                })
+                .await;
+        }
+        cache
+            .get_or_compute(key("new"), |_| async { ("v", life(5, 5)) })
+            .await;
+        assert_eq!(cache.len(), 31, "32 / 16 = 2 dropped, one added");
+        for (k, status) in [("k0", CacheStatus::Miss), ("k1", CacheStatus::Miss)] {
+            assert_eq!(
+                cache
+                    .get_or_compute(key(k), |_| async { ("v", None) })
+                    .await
+                    .1,
+                status
+            );
+        }
+        for i in 2..32 {
+            let (_, status) = cache
+                .get_or_compute(key(&format!("k{i}")), |_| async { ("x", None) })
+                .await;
+            assert_eq!(status, CacheStatus::Hit, "k{i}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_are_swept_without_a_full_cache() {
+        let cache = TokenCache::new(1000, None);
+        for i in 0..100 {
+            cache
+                .get_or_compute(key(&format!("k{i}")), |_| async { ("v", life(1, 1)) })
+                .await;
+        }
+        assert_eq!(cache.len(), 100);
+        // Past their life but before the sweep: still counted, never served.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        cache
+            .get_or_compute(key("other"), |_| async { ("v", life(600, 600)) })
+            .await;
+        assert_eq!(cache.len(), 101);
+        tokio::time::advance(Duration::from_millis(SWEEP_EVERY_MS)).await;
+        cache
+            .get_or_compute(key("last"), |_| async { ("v", life(600, 600)) })
+            .await;
+        assert_eq!(cache.len(), 2, "the 100 expired entries were swept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lifetimes_beyond_49_days_are_shortened_not_lengthened() {
+        let cache = TokenCache::new(10, None);
+        let long = Duration::from_secs(100 * 24 * 3600);
+        cache
+            .get_or_compute(key("a"), |_| async move {
+                (
+                    "v",
+                    Some(Lifetime {
+                        fresh: long,
+                        usable: long,
+                    }),
+                )
+            })
+            .await;
+        tokio::time::advance(Duration::from_millis(u64::from(u32::MAX) + 1)).await;
+        let (v, status) = cache
+            .get_or_compute(key("a"), |stale| async move {
+                assert_eq!(stale, None);
+                ("again", None)
+            })
+            .await;
+        assert_eq!((v, status), ("again", CacheStatus::Miss));
     }
 
     #[test]
