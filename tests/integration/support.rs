@@ -411,7 +411,8 @@ impl Default for Options {
             keystone_url: None,
             args: vec![],
             client_ca: false,
-            log_level: "debug",
+            // The most verbose level: tests/run scans every log for the secrets it issued.
+            log_level: "trace",
             listen: None,
         }
     }

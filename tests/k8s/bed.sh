@@ -17,6 +17,8 @@
 #   BED_AUTHN_CACHE_TTL    kube-apiserver --authentication-token-webhook-cache-ttl (default 30s,
 #                          what docs/kube-apiserver.md and the charm set)
 #   BED_SERVICE_CACHE_TTL  the service's cache.ttl (default 30s)
+#   BED_LOG_LEVEL          the service's log_level (default trace, the most verbose: the test run
+#                          scans every log for issued secrets)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 BED_DIR=${BED_DIR:-/tmp/kk-bed}
@@ -27,6 +29,7 @@ BED_V1_PORT=${BED_V1_PORT:-16443}
 BED_V1BETA1_PORT=${BED_V1BETA1_PORT-16543}
 BED_AUTHN_CACHE_TTL=${BED_AUTHN_CACHE_TTL:-30s}
 BED_SERVICE_CACHE_TTL=${BED_SERVICE_CACHE_TTL:-30s}
+BED_LOG_LEVEL=${BED_LOG_LEVEL:-trace}
 log() { echo "[k8s-bed] $*" >&2; }
 die() { log "$*"; exit 1; }
 svc="$BED_DIR/service"
@@ -75,7 +78,7 @@ up() {
   cp "$BED_POLICY" policy.json
   cat > config.toml <<TOML
 listen = "127.0.0.1:$BED_SERVICE_PORT"
-log_level = "info"
+log_level = "$BED_LOG_LEVEL"
 [tls]
 cert_file = "$svc/tls.crt"
 private_key_file = "$svc/tls.key"
