@@ -56,6 +56,7 @@ impl Binary {
         // Only the file configures it, whatever the caller's shell exports.
         for var in [
             "RUST_LOG",
+            "TOKIO_WORKER_THREADS",
             "OS_AUTH_URL",
             "K8S_KEYSTONE_AUTH_CONFIG",
             "TLS_CERT_FILE",
@@ -140,6 +141,30 @@ impl Binary {
         let v: Value = r.json().await.unwrap();
         v["status"].clone()
     }
+}
+
+/// Threads of `pid` named as tokio names its runtime's threads (workers, and any blocking
+/// threads it started).
+fn runtime_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("tokio-rt-worker"))
+        .count()
+}
+
+#[tokio::test]
+async fn server_worker_threads_sets_the_runtime_threads() {
+    let ks = FakeKeystone::start().await;
+    let one = Binary::start(&ks.url(), "[server]\nworker_threads = 1\n").await;
+    let four = Binary::start(&ks.url(), "[server]\nworker_threads = 4\n").await;
+    // Blocking threads, if any, are named the same: compare the two, started alike.
+    let (n1, n4) = (
+        runtime_threads(one.child.id()),
+        runtime_threads(four.child.id()),
+    );
+    assert!(n1 >= 1, "{n1} runtime threads with worker_threads = 1");
+    assert_eq!(n4 - n1, 3, "{n1} threads with 1 worker, {n4} with 4");
 }
 
 #[tokio::test]

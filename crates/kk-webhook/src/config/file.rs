@@ -53,6 +53,8 @@ pub struct ServerSection {
     /// Most connections served at once; a connection over the limit gets HTTP 503 with
     /// `Retry-After` and is closed (`16384`).
     pub max_connections: Option<Spanned<i64>>,
+    /// Threads of the async runtime that serve requests (`0`: one per CPU core).
+    pub worker_threads: Option<Spanned<i64>>,
 }
 
 /// `[tls]`

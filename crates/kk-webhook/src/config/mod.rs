@@ -76,15 +76,20 @@ pub struct Config {
 pub struct ServerConfig {
     /// Most connections served at once; more get HTTP 503 and are closed.
     pub max_connections: usize,
+    /// Runtime worker threads; `None`: one per CPU core (or `TOKIO_WORKER_THREADS`).
+    pub worker_threads: Option<usize>,
 }
 
 /// Largest `server.max_connections` accepted.
 pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+/// Largest `server.worker_threads` accepted.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_connections: 16384,
+            worker_threads: None,
         }
     }
 }
@@ -561,19 +566,28 @@ pub fn validate(inputs: &Inputs<'_>) -> Result<Config, ConfigError> {
     };
 
     // server
-    let server = match &file.server.max_connections {
-        Some(v) => ServerConfig {
-            max_connections: usize::try_from(*v.get_ref())
-                .ok()
-                .filter(|n| (1..=MAX_CONNECTIONS_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        &ctx.file_origin("server.max_connections", v),
-                        format!("must be between 1 and {MAX_CONNECTIONS_LIMIT}"),
-                    )
-                })?,
+    let bounded = |key: &'static str, v: &Spanned<i64>, low: usize, high: usize| {
+        usize::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| (low..=high).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    &ctx.file_origin(key, v),
+                    format!("must be between {low} and {high}"),
+                )
+            })
+    };
+    let server = ServerConfig {
+        max_connections: match &file.server.max_connections {
+            Some(v) => bounded("server.max_connections", v, 1, MAX_CONNECTIONS_LIMIT)?,
+            None => ServerConfig::default().max_connections,
         },
-        None => ServerConfig::default(),
+        worker_threads: match &file.server.worker_threads {
+            Some(v) => {
+                Some(bounded("server.worker_threads", v, 0, MAX_WORKER_THREADS)?).filter(|&n| n > 0)
+            }
+            None => None,
+        },
     };
 
     // TLS

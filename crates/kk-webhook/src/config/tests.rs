@@ -617,7 +617,13 @@ fn server_max_connections_defaults_to_16384_and_is_validated() {
         Some("[keystone]\nurl = \"https://ks\"\n[server]\nmax_connections = 3\n"),
     )
     .unwrap();
-    assert_eq!(c.server, ServerConfig { max_connections: 3 });
+    assert_eq!(
+        c.server,
+        ServerConfig {
+            max_connections: 3,
+            worker_threads: None
+        }
+    );
     for bad in ["0", "-1", "1048577"] {
         let err = run(
             &TLS,
@@ -646,4 +652,34 @@ fn server_max_connections_defaults_to_16384_and_is_validated() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("invalid type: string"), "{err}");
+}
+
+#[test]
+fn server_worker_threads_default_to_one_per_core_and_are_validated() {
+    let c = run(&TLS, Some("[keystone]\nurl = \"https://ks\"\n")).unwrap();
+    assert_eq!(c.server.worker_threads, None);
+    for (given, want) in [("0", None), ("1", Some(1)), ("1024", Some(1024))] {
+        let c = run(
+            &TLS,
+            Some(&format!(
+                "[keystone]\nurl = \"https://ks\"\n[server]\nworker_threads = {given}\n"
+            )),
+        )
+        .unwrap();
+        assert_eq!(c.server.worker_threads, want, "{given}");
+    }
+    for bad in ["-1", "1025"] {
+        let err = run(
+            &TLS,
+            Some(&format!(
+                "[keystone]\nurl = \"https://ks\"\n[server]\nworker_threads = {bad}\n"
+            )),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "invalid `server.worker_threads` in /etc/k.toml line 4: must be between 0 and 1024"
+        );
+    }
 }
