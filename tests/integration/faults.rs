@@ -104,9 +104,16 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, mode: watch::Receive
             match now {
                 Mode::Pass => {}
                 Mode::Slow(d) => tokio::time::sleep(d).await,
-                // Never forwarded: wait for the client to give up.
+                // Never forwarded: wait for the client to give up, or for the fault to end.
+                // Then the connection is closed, as a restarted Keystone closes the ones it
+                // hung on; left open, a connection the client kept would hang after the
+                // restore (CI saw one review time out so).
                 Mode::Hanging => {
-                    while !matches!(cr.read(&mut buf).await, Ok(0) | Err(_)) {}
+                    let mut changed = mode.clone();
+                    tokio::select! {
+                        () = async { while !matches!(cr.read(&mut buf).await, Ok(0) | Err(_)) {} } => {}
+                        _ = changed.wait_for(|m| *m != Mode::Hanging) => {}
+                    }
                     return;
                 }
                 Mode::Stopped => return,
