@@ -173,6 +173,80 @@ pub struct UserInfo {
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
+/// A user serialized once (`status.user` of a TokenReview answer), for answers written as bytes
+/// by [`TokenReviewAnswer::to_json`]: the service renders each identity once, not per review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedUser {
+    username: Box<str>,
+    json: Box<str>,
+}
+
+impl RenderedUser {
+    /// Serializes `user`.
+    pub fn new(user: &UserInfo) -> Self {
+        // A struct of strings always serializes; the fallback is never reached.
+        let json = serde_json::to_string(user).unwrap_or_else(|_| "{}".into());
+        Self {
+            username: user.username.as_str().into(),
+            json: json.into(),
+        }
+    }
+
+    /// The user name.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// The JSON object.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+}
+
+/// A TokenReview answer written straight to bytes: the same JSON as serializing a
+/// [`TokenReviewResponse`] (a test checks them byte for byte), without building a [`UserInfo`]
+/// per review.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenReviewAnswer<'a> {
+    /// The request's `apiVersion`.
+    pub api_version: &'a str,
+    /// The user, when authenticated.
+    pub user: Option<&'a RenderedUser>,
+    /// `status.error`, when the token could not be checked.
+    pub error: Option<&'a str>,
+}
+
+impl TokenReviewAnswer<'_> {
+    /// The answer's JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        let user = self.user.map_or(0, |u| u.json.len());
+        let error = self.error.map_or(0, |e| e.len() + 16);
+        let mut out = Vec::with_capacity(96 + self.api_version.len() + user + error);
+        out.extend_from_slice(b"{\"apiVersion\":");
+        push_json_str(&mut out, self.api_version);
+        out.extend_from_slice(b",\"kind\":\"TokenReview\",\"status\":{\"authenticated\":");
+        match self.user {
+            Some(u) => {
+                out.extend_from_slice(b"true,\"user\":");
+                out.extend_from_slice(u.json.as_bytes());
+            }
+            None => out.extend_from_slice(b"false"),
+        }
+        if let Some(e) = self.error {
+            out.extend_from_slice(b",\"error\":");
+            push_json_str(&mut out, e);
+        }
+        out.extend_from_slice(b"}}");
+        out
+    }
+}
+
+/// Appends `s` as a JSON string (serde_json's escaping).
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
 /// A SubjectAccessReview as kube-apiserver sends it.
 #[derive(Debug, Deserialize)]
 #[serde(from = "RequestWire<SubjectAccessReviewSpec>")]
@@ -312,6 +386,61 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample_user() -> UserInfo {
+        let mut extra = BTreeMap::new();
+        extra.insert(extra_keys::PROJECT_ID.to_string(), vec!["p1".to_string()]);
+        extra.insert(
+            extra_keys::ROLES.to_string(),
+            vec!["member".into(), "reader".into()],
+        );
+        UserInfo {
+            username: "zoë \"q\" \\ \u{1}".into(),
+            uid: "u1".into(),
+            groups: vec!["devs".into(), "p1".into()],
+            extra,
+        }
+    }
+
+    /// The byte writer and the serde types give the same JSON, for every shape of answer,
+    /// and the bytes read back as the same answer.
+    #[test]
+    fn token_review_answer_bytes_equal_the_serialized_response() {
+        let user = sample_user();
+        let rendered = RenderedUser::new(&user);
+        assert_eq!(rendered.username(), user.username);
+        for api_version in [AUTHENTICATION_V1, AUTHENTICATION_V1BETA1] {
+            for (user_info, error) in [
+                (Some(&user), None),
+                (None, None),
+                (None, Some("Keystone unavailable: \"x\"\n\u{7f} é")),
+            ] {
+                let typed = TokenReviewResponse {
+                    type_meta: TypeMeta {
+                        api_version: api_version.into(),
+                        kind: "TokenReview".into(),
+                    },
+                    status: TokenReviewStatus {
+                        authenticated: user_info.is_some(),
+                        user: user_info.cloned(),
+                        error: error.map(String::from),
+                    },
+                };
+                let bytes = TokenReviewAnswer {
+                    api_version,
+                    user: user_info.map(|_| &rendered),
+                    error,
+                }
+                .to_json();
+                assert_eq!(
+                    String::from_utf8(bytes.clone()).unwrap(),
+                    serde_json::to_string(&typed).unwrap()
+                );
+                let back: TokenReviewResponse = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(back, typed);
+            }
+        }
+    }
 
     #[test]
     fn v1_token_review_reads() {

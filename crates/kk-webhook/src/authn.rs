@@ -27,17 +27,52 @@ use crate::identity::{
     token_expiry, user_info,
 };
 use kk_core::appcred_token::AppCredToken;
-use kk_core::k8s::TokenReviewStatus;
+use kk_core::k8s::RenderedUser;
 use kk_core::keystone::types::Token;
 use kk_core::keystone::{AuthRequest, KeystoneClient, KeystoneError};
 use kk_core::metrics::Metrics;
 use kk_core::secret::Secret;
 use kk_policy::sync_config::RoleMapping;
 
+/// An authenticated identity with its Kubernetes user rendered once: a cache hit answers
+/// with these bytes instead of building and serializing the user again.
+#[derive(Debug)]
+pub struct Known {
+    /// Who.
+    pub identity: Identity,
+    /// Its user (`status.user`), rendered with the role mappings of [`Known::generation`].
+    pub user: Arc<RenderedUser>,
+    /// The [`RoleMappings::generation`] `user` was rendered with.
+    generation: u64,
+}
+
+/// The interner's entry: a [`Known`] found by its identity.
+struct Shared(Arc<Known>);
+
+impl std::borrow::Borrow<Identity> for Shared {
+    fn borrow(&self) -> &Identity {
+        &self.0.identity
+    }
+}
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.identity == other.0.identity
+    }
+}
+
+impl Eq for Shared {}
+
+impl std::hash::Hash for Shared {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.identity.hash(state);
+    }
+}
+
 /// One shared `Arc` per distinct [`Identity`]: a user's many cached tokens (each kubectl
 /// process, each hour) then cost the cache a few words each instead of a copy of every name,
-/// role and group. Identities no token refers to any more are pruned as the set grows, so it
-/// stays within about twice the live ones.
+/// role and group, and the user is rendered once per identity. Identities no token refers to
+/// any more are pruned as the set grows, so it stays within about twice the live ones.
 #[derive(Default)]
 struct Interner {
     set: std::sync::Mutex<InternSet>,
@@ -45,27 +80,44 @@ struct Interner {
 
 #[derive(Default)]
 struct InternSet {
-    live: std::collections::HashSet<Arc<Identity>>,
+    live: std::collections::HashSet<Shared>,
     /// Prune when `live` reaches this size.
     prune_at: usize,
 }
 
 impl Interner {
-    /// The shared `Arc` equal to `identity` (called on a cache miss, next to a Keystone call).
-    fn intern(&self, identity: Identity) -> Arc<Identity> {
-        let Ok(mut s) = self.set.lock() else {
-            return Arc::new(identity);
+    /// The shared [`Known`] of `identity` rendered at role-mapping `generation` (called on a
+    /// cache miss, next to a Keystone call); `render` makes its user when there is none yet, or
+    /// only one of an older generation (which it then replaces).
+    fn intern(
+        &self,
+        identity: Identity,
+        generation: u64,
+        render: impl FnOnce(&Identity) -> RenderedUser,
+    ) -> Arc<Known> {
+        let known = |identity: Identity| {
+            let user = Arc::new(render(&identity));
+            Arc::new(Known {
+                identity,
+                user,
+                generation,
+            })
         };
-        if let Some(shared) = s.live.get(&identity) {
-            return shared.clone();
+        let Ok(mut s) = self.set.lock() else {
+            return known(identity);
+        };
+        if let Some(shared) = s.live.get(&identity)
+            && shared.0.generation == generation
+        {
+            return shared.0.clone();
         }
         if s.live.len() >= s.prune_at {
             // Only the set holds these: no cached token refers to them.
-            s.live.retain(|a| Arc::strong_count(a) > 1);
+            s.live.retain(|a| Arc::strong_count(&a.0) > 1);
             s.prune_at = (2 * s.live.len()).max(1024);
         }
-        let shared = Arc::new(identity);
-        s.live.insert(shared.clone());
+        let shared = known(identity);
+        s.live.replace(Shared(shared.clone()));
         shared
     }
 
@@ -79,7 +131,7 @@ impl Interner {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// A valid token: whose (shared with the other tokens of that identity) and until when.
-    Authenticated(Arc<Identity>, SystemTime),
+    Authenticated(Arc<Known>, SystemTime),
     /// A definite "no", with the reason given to the apiserver.
     Refused(Arc<str>),
     /// Keystone could not decide; never cached.
@@ -89,8 +141,10 @@ pub enum Outcome {
 /// The result of one review, with what the decision log line needs.
 #[derive(Debug)]
 pub struct Review {
-    /// The status to answer.
-    pub status: TokenReviewStatus,
+    /// The user to answer, when authenticated.
+    pub user: Option<Arc<RenderedUser>>,
+    /// `status.error`: set when Keystone could not decide.
+    pub error: Option<Arc<str>>,
     /// `authenticated`, `unauthenticated` or `error`.
     pub result: &'static str,
     /// Why (empty when authenticated).
@@ -98,7 +152,7 @@ pub struct Review {
     /// Where the answer came from: `hit`, `miss`, `coalesced`, `prefilter`, `stale`.
     pub source: &'static str,
     /// The identity, when authenticated (for the namespace sync).
-    pub identity: Option<Arc<Identity>>,
+    pub identity: Option<Arc<Known>>,
 }
 
 /// Reviews tokens.
@@ -260,29 +314,46 @@ fn scrub(message: &str, secrets: &[&str]) -> String {
 /// The role mappings in force, shared by the token reviews and the namespace sync's naming of
 /// users, replaced as a whole when the sync config is reloaded.
 #[derive(Debug, Clone, Default)]
-pub struct RoleMappings(Arc<std::sync::RwLock<Arc<Vec<RoleMapping>>>>);
+pub struct RoleMappings(Arc<MappingsInner>);
+
+#[derive(Debug, Default)]
+struct MappingsInner {
+    list: std::sync::RwLock<Arc<Vec<RoleMapping>>>,
+    /// Counts replacements (read without the lock, by every cache hit).
+    generation: std::sync::atomic::AtomicU64,
+}
 
 impl RoleMappings {
     /// Mappings to start with.
     pub fn new(mappings: Vec<RoleMapping>) -> Self {
-        Self(Arc::new(std::sync::RwLock::new(Arc::new(mappings))))
+        Self(Arc::new(MappingsInner {
+            list: std::sync::RwLock::new(Arc::new(mappings)),
+            generation: Default::default(),
+        }))
     }
 
     /// The mappings in force.
     pub fn current(&self) -> Arc<Vec<RoleMapping>> {
-        match self.0.read() {
+        match self.0.list.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
     }
 
+    /// How many times they were replaced: read before [`RoleMappings::current`], it is never
+    /// newer than the mappings that call returns.
+    pub fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
+    }
+
     /// Replaces them.
     pub fn set(&self, mappings: Vec<RoleMapping>) {
         let new = Arc::new(mappings);
-        match self.0.write() {
+        match self.0.list.write() {
             Ok(mut g) => *g = new,
             Err(p) => *p.into_inner() = new,
         }
+        self.0.generation.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -339,11 +410,8 @@ impl Authenticator {
                 &[("reason", why.as_str())],
             );
             return Review {
-                status: TokenReviewStatus {
-                    authenticated: false,
-                    user: None,
-                    error: None,
-                },
+                user: None,
+                error: None,
                 result: "unauthenticated",
                 reason: why.reason().to_string(),
                 source: "prefilter",
@@ -361,11 +429,8 @@ impl Authenticator {
     /// application-credential token).
     fn refused_early(reason: String, source: &'static str) -> Review {
         Review {
-            status: TokenReviewStatus {
-                authenticated: false,
-                user: None,
-                error: None,
-            },
+            user: None,
+            error: None,
             result: "unauthenticated",
             reason,
             source,
@@ -462,44 +527,54 @@ impl Authenticator {
             &[("result", source)],
         );
         match outcome {
-            Outcome::Authenticated(id, _) => Review {
-                status: TokenReviewStatus {
-                    authenticated: true,
-                    user: Some(user_info(
-                        &id,
-                        self.username_format,
-                        &self.role_mappings.current(),
-                    )),
-                    error: None,
-                },
+            Outcome::Authenticated(known, _) => Review {
+                user: Some(self.user_of(&known)),
+                error: None,
                 result: "authenticated",
                 reason: String::new(),
                 source,
-                identity: Some(id),
+                identity: Some(known),
             },
             Outcome::Refused(reason) => Review {
-                status: TokenReviewStatus {
-                    authenticated: false,
-                    user: None,
-                    error: None,
-                },
+                user: None,
+                error: None,
                 result: "unauthenticated",
                 reason: reason.to_string(),
                 source,
                 identity: None,
             },
             Outcome::Unavailable(reason) => Review {
-                status: TokenReviewStatus {
-                    authenticated: false,
-                    user: None,
-                    error: Some(reason.to_string()),
-                },
+                user: None,
+                error: Some(reason.clone()),
                 result: "error",
                 reason: reason.to_string(),
                 source,
                 identity: None,
             },
         }
+    }
+
+    /// The user of `known` under the role mappings in force: rendered at its interning, or
+    /// again when the mappings were reloaded since (until the token's next validation).
+    fn user_of(&self, known: &Known) -> Arc<RenderedUser> {
+        if known.generation == self.role_mappings.generation() {
+            return known.user.clone();
+        }
+        Arc::new(self.render(&known.identity, &self.role_mappings.current()))
+    }
+
+    fn render(&self, identity: &Identity, mappings: &[RoleMapping]) -> RenderedUser {
+        RenderedUser::new(&user_info(identity, self.username_format, mappings))
+    }
+
+    /// The shared [`Known`] of `identity`, rendered with the role mappings in force.
+    fn intern(&self, identity: Identity) -> Arc<Known> {
+        // The generation first, then the mappings: a reload in between makes the entry look
+        // older than it is (rendered again), never newer.
+        let generation = self.role_mappings.generation();
+        let mappings = self.role_mappings.current();
+        self.identities
+            .intern(identity, generation, |id| self.render(id, &mappings))
     }
 
     fn negative(&self) -> Option<Lifetime> {
@@ -516,7 +591,7 @@ impl Authenticator {
             && let Some(Outcome::Authenticated(id, expires_at)) = stale
             && *expires_at > SystemTime::now()
         {
-            warn!(error = %message, user = %id.user_name, "Keystone unavailable; answering from the cache");
+            warn!(error = %message, user = %id.identity.user_name, "Keystone unavailable; answering from the cache");
             return (Outcome::Authenticated(id.clone(), *expires_at), None);
         }
         (
@@ -652,7 +727,7 @@ impl Authenticator {
             fresh
         };
         (
-            Outcome::Authenticated(self.identities.intern(identity), expires_at),
+            Outcome::Authenticated(self.intern(identity), expires_at),
             Some(Lifetime { fresh, usable }),
         )
     }
@@ -736,24 +811,52 @@ mod interner_tests {
         }
     }
 
+    fn render(id: &Identity) -> RenderedUser {
+        RenderedUser::new(&user_info(id, UsernameFormat::Name, &[]))
+    }
+
     #[test]
     fn equal_identities_share_one_arc_and_unreferenced_ones_are_pruned() {
         let interner = Interner::default();
-        let a1 = interner.intern(identity("alice"));
-        let a2 = interner.intern(identity("alice"));
+        let a1 = interner.intern(identity("alice"), 0, render);
+        let a2 = interner.intern(identity("alice"), 0, |_| unreachable!("rendered twice"));
         assert!(Arc::ptr_eq(&a1, &a2));
         let mut other = identity("alice");
         other.roles.push("reader".into());
-        let b = interner.intern(other);
+        let b = interner.intern(other, 0, render);
         assert!(!Arc::ptr_eq(&a1, &b));
         assert_eq!(interner.len(), 2);
         drop(b);
         // Fill past the first prune point with identities nobody keeps.
         for i in 0..2_000 {
-            drop(interner.intern(identity(&format!("u{i}"))));
+            drop(interner.intern(identity(&format!("u{i}")), 0, render));
         }
         assert!(interner.len() <= 1_024, "{}", interner.len());
         // A kept identity survives pruning and is still the shared one.
-        assert!(Arc::ptr_eq(&a1, &interner.intern(identity("alice"))));
+        assert!(Arc::ptr_eq(
+            &a1,
+            &interner.intern(identity("alice"), 0, render)
+        ));
+    }
+
+    /// After a role-mapping reload the identity is rendered again, and the new rendering
+    /// replaces the old one for the tokens validated afterwards.
+    #[test]
+    fn a_newer_generation_renders_again_and_replaces_the_shared_entry() {
+        let interner = Interner::default();
+        let old = interner.intern(identity("alice"), 0, render);
+        let renamed = |_: &Identity| {
+            RenderedUser::new(&kk_core::k8s::UserInfo {
+                username: "renamed".into(),
+                ..Default::default()
+            })
+        };
+        let new = interner.intern(identity("alice"), 1, renamed);
+        assert!(!Arc::ptr_eq(&old, &new));
+        assert_eq!(old.user.username(), "alice");
+        assert_eq!(new.user.username(), "renamed");
+        assert_eq!(interner.len(), 1);
+        let again = interner.intern(identity("alice"), 1, |_| unreachable!("rendered twice"));
+        assert!(Arc::ptr_eq(&new, &again));
     }
 }

@@ -18,7 +18,7 @@ use warp::reply::{Reply, Response};
 use super::State;
 use kk_core::k8s::{
     self, SubjectAccessReviewRequest, SubjectAccessReviewResponse, SubjectAccessReviewStatus,
-    TokenReviewRequest, TokenReviewResponse, TypeMeta,
+    TokenReviewAnswer, TokenReviewRequest, TypeMeta,
 };
 use kk_policy::{Attributes, Request};
 
@@ -65,6 +65,16 @@ pub fn status_reply(code: StatusCode, message: &str) -> Response {
         code: code.as_u16(),
     };
     warp::reply::with_status(warp::reply::json(&body), code).into_response()
+}
+
+/// HTTP 200 with a JSON body.
+fn json_reply(body: Vec<u8>) -> Response {
+    let mut reply = Response::new(body.into());
+    reply.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    reply
 }
 
 fn bad_request(state: &State, message: &str) -> Response {
@@ -194,8 +204,8 @@ pub async fn review(
 
 async fn token_review(req: TokenReviewRequest, state: &State, started: Instant) -> Response {
     let review = state.authenticator.review(&req.spec.token).await;
-    if let (Some(sync), Some(id), Some(user)) = (&state.sync, &review.identity, &review.status.user)
-    {
+    if let (Some(sync), Some(known), Some(user)) = (&state.sync, &review.identity, &review.user) {
+        let id = &known.identity;
         // Never waits (a few map operations under a lock) and never fails.
         sync.observe(kk_sync::Observation {
             project: kk_sync::plan::Project {
@@ -204,7 +214,7 @@ async fn token_review(req: TokenReviewRequest, state: &State, started: Instant) 
                 domain_id: id.project_domain_id.clone(),
             },
             user_id: id.user_id.clone(),
-            user_name: user.username.clone(),
+            user_name: user.username().to_string(),
             roles: id.roles.clone(),
             complete: id.roles_complete,
         });
@@ -215,12 +225,7 @@ async fn token_review(req: TokenReviewRequest, state: &State, started: Instant) 
         &[("kind", "TokenReview"), ("result", review.result)],
     );
     state.metrics.observe_review("TokenReview", elapsed);
-    let user = review
-        .status
-        .user
-        .as_ref()
-        .map(|u| u.username.as_str())
-        .unwrap_or("");
+    let user = review.user.as_ref().map(|u| u.username()).unwrap_or("");
     info!(
         kind = "TokenReview",
         api_version = %req.type_meta.api_version,
@@ -231,11 +236,12 @@ async fn token_review(req: TokenReviewRequest, state: &State, started: Instant) 
         cache = review.source,
         "review"
     );
-    let answer = TokenReviewResponse {
-        type_meta: req.type_meta,
-        status: review.status,
+    let answer = TokenReviewAnswer {
+        api_version: &req.type_meta.api_version,
+        user: review.user.as_deref(),
+        error: review.error.as_deref(),
     };
-    warp::reply::json(&answer).into_response()
+    json_reply(answer.to_json())
 }
 
 fn subject_access_review(
