@@ -17,7 +17,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::{RecordFields, VisitOutput};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{DefaultVisitor, FormatFields, Writer};
 
 /// Lines the non-blocking writer's queue holds (about 5 MiB of typical decision log lines).
 pub const QUEUE_LINES: usize = 16 * 1024;
@@ -55,6 +57,7 @@ fn stderr_is_terminal() -> bool {
 /// directive (`info`, `kk_webhook=debug,info`); `RUST_LOG`, when set, wins. Safe to call twice.
 pub fn init(level: &str) {
     let _ = tracing_subscriber::fmt()
+        .fmt_fields(Fields)
         .with_env_filter(filter(level))
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -67,12 +70,168 @@ pub fn init(level: &str) {
 pub fn init_non_blocking(level: &str) -> LogGuard {
     let (writer, guard) = non_blocking(std::io::stderr(), QUEUE_LINES);
     let _ = tracing_subscriber::fmt()
+        .fmt_fields(Fields)
         .with_env_filter(filter(level))
         .with_writer(writer)
         .with_target(false)
         .with_ansi(stderr_is_terminal())
         .try_init();
     guard
+}
+
+/// tracing-subscriber's default field format, byte for byte, with its common cases written
+/// directly: a plain ASCII string, a number or a bool as a field value (every decision log
+/// line has several) skips `core::fmt` and the escaping checks. Everything else (messages,
+/// `Debug` and `Display` values, errors, escaped strings, ANSI colours) goes to
+/// [`DefaultVisitor`] itself; a test compares the two.
+pub struct Fields;
+
+impl<'w> FormatFields<'w> for Fields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> std::fmt::Result {
+        let mut visitor = FieldVisitor {
+            fast: !writer.has_ansi_escapes(),
+            writer,
+            is_empty: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.finish()
+    }
+}
+
+struct FieldVisitor<'w> {
+    writer: Writer<'w>,
+    /// No ANSI colours: the default visitor writes names and values with nothing around them.
+    fast: bool,
+    is_empty: bool,
+    result: std::fmt::Result,
+}
+
+impl FieldVisitor<'_> {
+    /// Whether `field` takes the direct path: a plain name (the default visitor treats
+    /// `message`, `r#...` and `log.` names apart) and no colours.
+    fn direct(&self, field: &tracing::field::Field) -> bool {
+        let name = field.name();
+        self.fast
+            && self.result.is_ok()
+            && name != "message"
+            && !name.starts_with("r#")
+            && !name.starts_with("log.")
+    }
+
+    /// `name=` after the separating space, as the default visitor writes them.
+    fn start(&mut self, field: &tracing::field::Field) -> std::fmt::Result {
+        if self.is_empty {
+            self.is_empty = false;
+        } else {
+            self.writer.write_char(' ')?;
+        }
+        self.writer.write_str(field.name())?;
+        self.writer.write_char('=')
+    }
+
+    fn direct_display(&mut self, field: &tracing::field::Field, value: impl std::fmt::Display) {
+        self.result = self
+            .start(field)
+            .and_then(|()| write!(self.writer, "{value}"));
+    }
+
+    fn delegate(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        if self.result.is_err() {
+            return;
+        }
+        let mut visitor = DefaultVisitor::new(self.writer.by_ref(), self.is_empty);
+        record(&mut visitor);
+        self.result = visitor.finish();
+    }
+
+    /// After a delegated field: the default visitor wrote it, so the next needs a space
+    /// (except after `log.` fields, which it skips).
+    fn delegated(&mut self, field: &tracing::field::Field) {
+        if !field.name().starts_with("log.") {
+            self.is_empty = false;
+        }
+    }
+}
+
+/// Printable ASCII without `"` and `\\`: `str`'s `Debug` writes it between quotes unchanged.
+fn plain(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+impl tracing::field::Visit for FieldVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if self.direct(field) && plain(value) {
+            self.result = self.start(field).and_then(|()| {
+                self.writer.write_char('"')?;
+                self.writer.write_str(value)?;
+                self.writer.write_char('"')
+            });
+        } else {
+            self.delegate(|v| v.record_str(field, value));
+            self.delegated(field);
+        }
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        if self.direct(field) {
+            self.direct_display(field, value);
+        } else {
+            self.delegate(|v| v.record_u64(field, value));
+            self.delegated(field);
+        }
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        if self.direct(field) {
+            self.direct_display(field, value);
+        } else {
+            self.delegate(|v| v.record_i64(field, value));
+            self.delegated(field);
+        }
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        if self.direct(field) {
+            self.direct_display(field, value);
+        } else {
+            self.delegate(|v| v.record_bool(field, value));
+            self.delegated(field);
+        }
+    }
+
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        // `Debug` of an f64 (`1.0`, not `1`), as the default visitor writes it.
+        self.record_debug(field, &value);
+    }
+
+    fn record_error(
+        &mut self,
+        field: &tracing::field::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        self.delegate(|v| v.record_error(field, value));
+        self.delegated(field);
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if self.direct(field) {
+            self.result = self
+                .start(field)
+                .and_then(|()| write!(self.writer, "{value:?}"));
+        } else {
+            self.delegate(|v| v.record_debug(field, value));
+            self.delegated(field);
+        }
+    }
+}
+
+impl VisitOutput<std::fmt::Result> for FieldVisitor<'_> {
+    fn finish(self) -> std::fmt::Result {
+        self.result
+    }
 }
 
 enum Message {
@@ -255,6 +414,73 @@ mod tests {
             let _open = self.gate.lock().unwrap();
             self.writes.fetch_add(1, Ordering::Relaxed);
             self.bytes.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The same events through the default field format and [`Fields`]: the same bytes.
+    #[test]
+    fn fields_write_what_the_default_format_writes() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("outer")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        fn events() {
+            let e = Outer(std::io::Error::other("inner \"why\""));
+            let err: &(dyn std::error::Error + 'static) = &e;
+            tracing::info!(kind = "TokenReview", api_version = %"authentication.k8s.io/v1", user = "alice", result = "authenticated", reason = %"", latency_ms = 0.003, cache = "hit", "review");
+            tracing::info!(
+                user = "zoë \"q\" \\ \u{1b}[31m",
+                n = 7u64,
+                i = -3i64,
+                b = true,
+                f = 1.0,
+                r#type = "x",
+                "message \u{1b}[1m with {} args",
+                2
+            );
+            tracing::warn!(error = err, count = 0, "failed");
+            tracing::warn!(list = ?vec!["a", "b"], "");
+            tracing::info!(only = "field");
+            tracing::info!("message only");
+        }
+        let render = |fast: bool| {
+            let buf = Arc::new(Mutex::new(Vec::new()));
+            let out = buf.clone();
+            let make = move || Capture(out.clone());
+            let builder = tracing_subscriber::fmt()
+                .with_writer(make)
+                .with_ansi(false)
+                .without_time()
+                .with_target(false);
+            if fast {
+                tracing::subscriber::with_default(builder.fmt_fields(Fields).finish(), events);
+            } else {
+                tracing::subscriber::with_default(builder.finish(), events);
+            }
+            String::from_utf8(buf.lock().unwrap().clone()).unwrap()
+        };
+        let (default, fast) = (render(false), render(true));
+        assert_eq!(default.lines().count(), 6, "{default}");
+        assert!(default.contains("latency_ms=0.003"), "{default}");
+        assert_eq!(fast, default);
+    }
+
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
