@@ -161,12 +161,8 @@ async fn access_rules_must_name_the_kubernetes_service_type() {
         .unwrap();
     let status = svc.token_review("v1", &compute).await;
     assert_eq!(status, json!({"authenticated": false}));
-    assert!(
-        svc.log_text()
-            .contains("access rules do not allow service type \"k8s\""),
-        "{}",
-        svc.log_text()
-    );
+    svc.wait_log("access rules do not allow service type \"k8s\"")
+        .await;
     // The service type is configurable.
     let svc2 = Service::start(Options {
         toml: "service_type = \"compute\"\n".into(),
@@ -203,7 +199,7 @@ async fn access_rule_credentials_get_groups_only_through_a_service_identity() {
     let svc = Service::start(Options::default()).await;
     let alice = ks.alice().await;
     assert_alice(&svc.token_review("v1", &alice).await, &ALL_ROLES, &GROUPS);
-    assert!(!svc.log_text().contains(skipped));
+    assert!(!svc.log_text().await.contains(skipped));
     for _ in 0..2 {
         let t = rules_token().await;
         assert_alice(
@@ -212,7 +208,7 @@ async fn access_rule_credentials_get_groups_only_through_a_service_identity() {
             &[],
         );
     }
-    let log = svc.log_text();
+    let log = svc.log_text().await;
     assert_eq!(log.matches(skipped).count(), 1, "{log}");
     assert!(
         log.contains("no [keystone.service_identity] is configured"),
@@ -230,7 +226,7 @@ async fn access_rule_credentials_get_groups_only_through_a_service_identity() {
         &ALL_ROLES,
         &GROUPS,
     );
-    assert!(!admin.log_text().contains(skipped));
+    assert!(!admin.log_text().await.contains(skipped));
     // A service identity Keystone does not let list groups (k8s-webhook has only `service`):
     // no groups, and a warning that says why.
     let hook = Service::start(Options {
@@ -248,13 +244,17 @@ async fn access_rule_credentials_get_groups_only_through_a_service_identity() {
         &ALL_ROLES,
         &[],
     );
-    let log = hook.log_text();
+    let log = hook.log_text().await;
     assert!(
         log.contains("the service identity may not list users' groups"),
         "{log}"
     );
     assert_eq!(log.matches(skipped).count(), 1, "{log}");
-    for log in [svc.log_text(), admin.log_text(), hook.log_text()] {
+    for log in [
+        svc.log_text().await,
+        admin.log_text().await,
+        hook.log_text().await,
+    ] {
         assert!(
             !log.contains(&env("KS_ADMIN_PASSWORD")) && !log.contains(&env("KS_WEBHOOK_PASSWORD"))
         );
@@ -272,11 +272,8 @@ async fn unscoped_token_is_refused_with_a_reason() {
         svc.token_review("v1", &bob).await,
         json!({"authenticated": false})
     );
-    assert!(
-        svc.log_text().contains("no project scope"),
-        "{}",
-        svc.log_text()
-    );
+    let log = svc.log_text().await;
+    assert!(log.contains("no project scope"), "{log}");
 }
 
 #[tokio::test]
@@ -476,7 +473,7 @@ async fn service_identity_validates_and_groups_fall_back_to_the_token() {
     .await;
     let t = Keystone::get().alice().await;
     assert_alice(&svc.token_review("v1", &t).await, &ALL_ROLES, &GROUPS);
-    assert!(!svc.log_text().contains(&env("KS_WEBHOOK_PASSWORD")));
+    assert!(!svc.log_text().await.contains(&env("KS_WEBHOOK_PASSWORD")));
 }
 
 #[tokio::test]
@@ -795,11 +792,9 @@ async fn sync_config_file_reloads_good_versions_and_ignores_bad_ones() {
     std::fs::remove_file(&path).unwrap();
     until(failed, 2).await;
     assert!(groups().await.contains(&"kk-reload-second".to_string()));
-    let log = svc.log_text();
-    assert!(
-        log.contains("sync config file rejected; keeping the sync config in force")
-            && log.contains(&path.display().to_string()),
-        "{log}"
-    );
+    let log = svc
+        .wait_log("sync config file rejected; keeping the sync config in force")
+        .await;
+    assert!(log.contains(&path.display().to_string()), "{log}");
     assert_eq!(svc.metric(ok).await, 2);
 }

@@ -227,11 +227,7 @@ async fn policy_file_reloads_good_versions_and_ignores_bad_ones() {
         decide(&svc, "v1", &user, deploy.clone()).await["allowed"],
         true
     );
-    assert!(
-        svc.log_text().contains("policy file rejected"),
-        "{}",
-        svc.log_text()
-    );
+    svc.wait_log("policy file rejected").await;
     // A missing file is also a failure, never an empty policy: once the reload has been tried
     // (counted), the last good policy is still in force.
     let failures_before = svc
@@ -247,15 +243,11 @@ async fn policy_file_reloads_good_versions_and_ignores_bad_ones() {
         assert!(
             Instant::now() < deadline,
             "missing policy file not noticed; log:\n{}",
-            svc.log_text()
+            svc.log_now()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        svc.log_text().contains("cannot read policy file"),
-        "{}",
-        svc.log_text()
-    );
+    svc.wait_log("cannot read policy file").await;
     assert_eq!(
         decide(&svc, "v1", &user, deploy.clone()).await["allowed"],
         true
@@ -427,9 +419,7 @@ async fn application_credential_access_rules_are_enforced() {
         .await
             == 15
     );
-    assert!(
-        svc.log_text()
-            .contains("result=\"denied\" reason=POST /apis/apps/v1/namespaces/x/deployments"),
-        "denies are logged at info"
-    );
+    // Denies are logged at info.
+    svc.wait_log("result=\"denied\" reason=POST /apis/apps/v1/namespaces/x/deployments")
+        .await;
 }

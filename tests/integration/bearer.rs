@@ -302,7 +302,7 @@ async fn bearer_tokens_work_with_kubectl_curl_and_python_and_wrong_secrets_are_t
     };
     assert_eq!(svc.metric(&metric("throttled")).await, 3);
     assert_eq!(svc.metric(&metric("refused")).await, 3);
-    let log = svc.log_text();
+    let log = svc.log_text().await;
     assert!(
         log.contains("too many failed secrets") && log.contains(&id),
         "the throttle is logged with the credential id: {log}"
@@ -410,10 +410,6 @@ async fn access_rules_of_the_exchanged_credential_are_checked_and_carried() {
         svc.token_review("v1", &compute).await,
         json!({"authenticated": false})
     );
-    assert!(
-        svc.log_text()
-            .contains("access rules do not allow service type \"k8s\""),
-        "{}",
-        svc.log_text()
-    );
+    svc.wait_log("access rules do not allow service type \"k8s\"")
+        .await;
 }

@@ -175,27 +175,23 @@ async fn the_policy_configmap_decides_real_access_reviews_and_follows_its_update
     );
     assert!(can_i(&api, &alice, "list", "secrets", "kkcm-ns").await);
     assert!(!can_i(&api, &alice, "get", "pods", "kkcm-ns").await);
-    let log = svc.log_text();
-    assert!(
-        log.contains("policy ConfigMap update rejected; keeping the policy in force"),
-        "{log}"
-    );
+    svc.wait_log("policy ConfigMap update rejected; keeping the policy in force")
+        .await;
     // The key missing: the same.
     put_configmap(&bed, &name, json!({"policy.json": "[]"})).await;
     metric_reaches(&svc, POLICY_FAILED, 2).await;
-    assert!(svc.log_text().contains(&format!(
+    svc.wait_log(&format!(
         "ConfigMap kube-system/{name} has no data key `policies` (its keys: policy.json)"
-    )));
+    ))
+    .await;
     assert!(can_i(&api, &alice, "list", "secrets", "kkcm-ns").await);
 
     // Deleted: the same (Go would empty its policy).
     bed.admin(&["delete", "configmap", "-n", "kube-system", &name])
         .await;
     metric_reaches(&svc, POLICY_FAILED, 3).await;
-    assert!(
-        svc.log_text()
-            .contains("policy ConfigMap deleted; keeping the policy in force")
-    );
+    svc.wait_log("policy ConfigMap deleted; keeping the policy in force")
+        .await;
     let (code, health) = configmap_health(&svc).await;
     assert_eq!(code, 503);
     assert_eq!(
@@ -218,9 +214,9 @@ async fn the_policy_configmap_decides_real_access_reviews_and_follows_its_update
     let (code, health) = configmap_health(&svc).await;
     assert_eq!(code, 200, "{health}");
     assert!(
-        !svc.log_text().contains("ConfigMap watch failed"),
+        !svc.log_text().await.contains("ConfigMap watch failed"),
         "the watch never broke:\n{}",
-        svc.log_text()
+        svc.log_now()
     );
 }
 
@@ -283,13 +279,11 @@ async fn the_sync_configmap_role_mappings_follow_its_updates() {
     .await;
     metric_reaches(&svc, failed, 1).await;
     assert!(groups().await.contains(&format!("second-{t}")));
-    let log = svc.log_text();
-    assert!(
-        log.contains(&format!(
-            "invalid sync config in ConfigMap kube-system/{name}, data key `syncConfig`"
-        )) && log.contains("sync config ConfigMap update rejected"),
-        "{log}"
-    );
+    svc.wait_log(&format!(
+        "invalid sync config in ConfigMap kube-system/{name}, data key `syncConfig`"
+    ))
+    .await;
+    svc.wait_log("sync config ConfigMap update rejected").await;
     let (code, _) = configmap_health(&svc).await;
     assert_eq!(code, 503);
 }

@@ -1081,7 +1081,7 @@ async fn tenants_run_helm_in_namespaces_and_role_bindings_made_by_the_sync() {
             .await,
         0,
         "the sync was refused: {}",
-        t.svc.log_text()
+        t.svc.log_now()
     );
     record_figure(&format!(
         "helm tests: set-up and the four Helm scenarios took {:.1} s",

@@ -119,7 +119,7 @@ async fn certificates_are_reloaded_when_their_files_change() {
         assert!(
             Instant::now() < deadline,
             "mismatched key not noticed; log:\n{}",
-            svc.log_text()
+            svc.log_now()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -145,7 +145,7 @@ async fn certificates_are_reloaded_when_their_files_change() {
         assert!(
             Instant::now() < deadline,
             "new certificate not served; log:\n{}",
-            svc.log_text()
+            svc.log_now()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -232,7 +232,7 @@ async fn no_token_appears_in_any_log_even_at_trace_level() {
         Some(0),
         "SIGTERM ends the service cleanly"
     );
-    let log = svc.log_text();
+    let log = svc.log_now();
     assert!(
         log.contains("TRACE") || log.contains("DEBUG"),
         "the scan must cover verbose logs:\n{log}"

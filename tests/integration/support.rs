@@ -502,7 +502,7 @@ impl Service {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("service did not become healthy; log:\n{}", self.log_text());
+        panic!("service did not become healthy; log:\n{}", self.log_now());
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -561,27 +561,52 @@ impl Service {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     }
-
-    ///
-    /// The service writes its log from a thread of its own, a moment after the answer it
-    /// logs: this reads until the file has not grown for 50 ms (at most 2 s), so a line about
-    /// the last answer is there.
-    pub fn log_text(&self) -> String {
-        let size = || std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
-        let mut last = size();
-        for _ in 0..40 {
-            #[allow(
-                clippy::disallowed_methods,
-                reason = "a synchronous helper, called between awaits; bounded to 2 s"
-            )]
-            std::thread::sleep(Duration::from_millis(50));
-            let now = size();
-            if now == last {
-                break;
-            }
-            last = now;
-        }
+    /// The log file as it is now (for failure messages, and once the service has exited).
+    pub fn log_now(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log with every line logged up to the decision line of the last TokenReview this
+    /// service answered (counted in its /metrics): one thread writes the log in order, so the
+    /// lines logged while reviewing the tokens sent so far are all there. For checks that a
+    /// line is *not* in the log, or appears exactly so often. Bounded (5 s), then the file as
+    /// it is; a service that does not answer: the file as it is.
+    pub async fn log_text(&self) -> String {
+        let Ok(metrics) = self.http.get(self.url("/metrics")).send().await else {
+            return self.log_now();
+        };
+        let text = metrics.text().await.unwrap_or_default();
+        let reviews: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("k8s_keystone_auth_reviews_total{kind=\"TokenReview\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        let logged = |log: &str| log.matches(" review kind=\"TokenReview\"").count() as u64;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log_now();
+            if logged(&log) >= reviews || Instant::now() > deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (at most 10 s) until the log contains `needle` and returns it; panics with the
+    /// log when it never does.
+    pub async fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log_now();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the service never logged {needle:?}; its log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit status code.

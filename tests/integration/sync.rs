@@ -399,7 +399,7 @@ async fn keystone_projects_become_namespaces_and_role_assignments_role_bindings(
         "the missing ClusterRole's warning",
         Duration::from_secs(10),
         async || {
-            let log = svc.log_text();
+            let log = svc.log_now();
             log.lines()
                 .find(|l| l.contains("WARN") && l.contains(&no_cluster_role))
                 .map(str::to_string)
@@ -485,12 +485,10 @@ async fn keystone_projects_become_namespaces_and_role_assignments_role_bindings(
         async || (svc.metric(&skipped("namespace_not_managed")).await >= 1).then_some(()),
     )
     .await;
-    assert!(
-        svc.log_text().contains(&format!(
-            "namespace {ns_taken} exists and was not created by this service"
-        )),
-        "no warning naming {ns_taken}"
-    );
+    svc.wait_log(&format!(
+        "namespace {ns_taken} exists and was not created by this service"
+    ))
+    .await;
     let theirs = kube
         .get::<Namespace>(None, &ns_taken)
         .await

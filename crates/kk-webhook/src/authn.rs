@@ -46,6 +46,19 @@ pub struct Known {
     generation: u64,
 }
 
+impl Known {
+    /// `identity` with its user rendered with `mappings`, as a service that never reloaded its
+    /// role mappings makes it (for benchmarks; the service interns them).
+    pub fn new(identity: Identity, format: UsernameFormat, mappings: &[RoleMapping]) -> Self {
+        let user = Arc::new(RenderedUser::new(&user_info(&identity, format, mappings)));
+        Self {
+            identity,
+            user,
+            generation: 0,
+        }
+    }
+}
+
 /// The interner's entry: a [`Known`] found by its identity.
 struct Shared(Arc<Known>);
 
