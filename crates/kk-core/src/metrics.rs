@@ -98,22 +98,28 @@ impl Default for Metrics {
 
 /// FNV-1a over the counter and its labels: where a series' probe starts.
 fn slot_of(counter: Counter, labels: &Labels) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    // Eight bytes at a time (every review counts two or three series: this is on its path).
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (counter as u64).wrapping_add(1).wrapping_mul(K);
     let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
         }
-        // A separator, so ("ab","c") and ("a","bc") differ.
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+        let mut word = [0u8; 8];
+        let rest = chunks.remainder();
+        word[..rest.len()].copy_from_slice(rest);
+        // The length ends each string, so ("ab","c") and ("a","bc") differ.
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        h = (h.rotate_left(5) ^ bytes.len() as u64).wrapping_mul(K);
     };
-    eat(counter.name().as_bytes());
     for (k, v) in labels {
         eat(k.as_bytes());
         eat(v.as_bytes());
     }
-    (h % SERIES_SLOTS as u64) as usize
+    ((h ^ (h >> 29)) % SERIES_SLOTS as u64) as usize
 }
 
 fn same_series(key: &SeriesKey, counter: Counter, labels: &Labels) -> bool {

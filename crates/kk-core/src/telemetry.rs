@@ -20,6 +20,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::{RecordFields, VisitOutput};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::{DefaultVisitor, FormatFields, Writer};
+use tracing_subscriber::fmt::time::FormatTime;
 
 /// Lines the non-blocking writer's queue holds (about 5 MiB of typical decision log lines).
 pub const QUEUE_LINES: usize = 16 * 1024;
@@ -58,6 +59,7 @@ fn stderr_is_terminal() -> bool {
 pub fn init(level: &str) {
     let _ = tracing_subscriber::fmt()
         .fmt_fields(Fields)
+        .with_timer(Timestamp)
         .with_env_filter(filter(level))
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -71,12 +73,77 @@ pub fn init_non_blocking(level: &str) -> LogGuard {
     let (writer, guard) = non_blocking(std::io::stderr(), QUEUE_LINES);
     let _ = tracing_subscriber::fmt()
         .fmt_fields(Fields)
+        .with_timer(Timestamp)
         .with_env_filter(filter(level))
         .with_writer(writer)
         .with_target(false)
         .with_ansi(stderr_is_terminal())
         .try_init();
     guard
+}
+
+/// tracing-subscriber's default timestamp (`2026-12-02T05:12:58.204140Z`, UTC, microseconds),
+/// with the date and time of day formatted once per second and per thread.
+pub struct Timestamp;
+
+thread_local! {
+    /// The second last formatted, and its `YYYY-MM-DDTHH:MM:SS`.
+    static SECOND: std::cell::RefCell<(u64, String)> = const {
+        std::cell::RefCell::new((u64::MAX, String::new()))
+    };
+}
+
+impl FormatTime for Timestamp {
+    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        let now = std::time::SystemTime::now();
+        let since = match now.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) if d.as_secs() <= MAX_FAST_SECS => d,
+            // Before 1970 or after 9999: the default formatter's signs and widths.
+            _ => return tracing_subscriber::fmt::time::SystemTime.format_time(w),
+        };
+        let secs = since.as_secs();
+        SECOND.with(|cell| {
+            let mut cached = cell.borrow_mut();
+            if cached.0 != secs {
+                cached.1 = date_time(secs);
+                cached.0 = secs;
+            }
+            w.write_str(&cached.1)
+        })?;
+        let mut fraction = *b".000000Z";
+        let mut micros = since.subsec_micros();
+        for digit in fraction[1..7].iter_mut().rev() {
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        // ASCII digits and punctuation.
+        w.write_str(std::str::from_utf8(&fraction).unwrap_or(".000000Z"))
+    }
+}
+
+/// 9999-12-31T23:59:59, the last second [`Timestamp`] formats itself.
+const MAX_FAST_SECS: u64 = 253_402_300_799;
+
+/// `YYYY-MM-DDTHH:MM:SS` (UTC) of seconds since 1970 (the civil-from-days algorithm of
+/// Howard Hinnant's "chrono-compatible low-level date algorithms").
+fn date_time(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rest = secs % 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rest / 3_600,
+        rest / 60 % 60,
+        rest % 60
+    )
 }
 
 /// tracing-subscriber's default field format, byte for byte, with its common cases written
@@ -419,6 +486,43 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn date_time_is_the_utc_calendar() {
+        for (secs, text) in [
+            (0, "1970-01-01T00:00:00"),
+            (951_782_400, "2000-02-29T00:00:00"),
+            (951_868_799, "2000-02-29T23:59:59"),
+            (1_798_847_999, "2027-01-01T23:59:59"),
+            (1_798_848_000, "2027-01-02T00:00:00"),
+            (4_102_444_800, "2100-01-01T00:00:00"),
+            (MAX_FAST_SECS, "9999-12-31T23:59:59"),
+        ] {
+            assert_eq!(date_time(secs), text, "{secs}");
+        }
+    }
+
+    /// [`Timestamp`] and the default timer write the same text (within the same second).
+    #[test]
+    fn timestamps_match_the_default_timer() {
+        let format = |timer: &dyn FormatTime| {
+            let mut text = String::new();
+            timer.format_time(&mut Writer::new(&mut text)).unwrap();
+            text
+        };
+        let mut same = 0;
+        for _ in 0..50 {
+            let ours = format(&Timestamp);
+            let theirs = format(&tracing_subscriber::fmt::time::SystemTime);
+            assert_eq!(ours.len(), theirs.len(), "{ours} {theirs}");
+            assert!(ours.ends_with('Z') && ours.as_bytes()[19] == b'.', "{ours}");
+            // The same second (not at a boundary): the same date and time of day.
+            if ours[..19] == theirs[..19] {
+                same += 1;
+            }
+        }
+        assert!(same >= 40, "{same} of 50");
     }
 
     /// The same events through the default field format and [`Fields`]: the same bytes.
