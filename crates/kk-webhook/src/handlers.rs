@@ -333,7 +333,10 @@ fn subject_access_review(
             evaluation_error: String::new(),
         },
     };
-    warp::reply::json(&answer).into_response()
+    match serde_json::to_vec(&answer) {
+        Ok(body) => json_reply(body),
+        Err(e) => status_reply(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 /// `verb namespace/resource[/subresource]` or `verb path`, for the decision log.
