@@ -421,3 +421,109 @@ async fn clients_dripping_headers_do_not_starve_others() {
     );
     served.stop().await;
 }
+
+/// What each connection serves (`filters::Front`: the three review routes straight to their
+/// handler, the rest through warp) answers every request as the warp routes alone do: the
+/// same status, body and rejection counters.
+#[tokio::test]
+async fn the_front_answers_as_the_warp_routes_do() {
+    use http_body_util::BodyExt;
+    use tower_service::Service as _;
+    let (_ks, svc) = service().await;
+    let mut front = kk_webhook::filters::Front::new(
+        svc.state.clone(),
+        warp::service(kk_webhook::filters::routes(svc.state.clone())),
+    );
+    let tr = serde_json::to_vec(&token_review("v1", "gAAAAAfront")).unwrap();
+    let sar = serde_json::to_vec(&sar("v1")).unwrap();
+    let big = vec![b' '; MAX_BODY + 1];
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("POST", "/webhook", tr.clone()),
+        ("POST", "/authenticate", tr.clone()),
+        ("POST", "/authorize", sar.clone()),
+        ("POST", "/webhook", sar.clone()),
+        ("POST", "/authenticate", sar.clone()),
+        ("POST", "/authorize", tr.clone()),
+        ("POST", "/webhook", b"{not json".to_vec()),
+        ("POST", "/webhook", Vec::new()),
+        ("POST", "/webhook", big.clone()),
+        ("POST", "/authorize", big),
+        ("POST", "/webhook/", tr.clone()),
+        ("POST", "/webhooks", tr.clone()),
+        ("GET", "/webhook", Vec::new()),
+        ("PUT", "/authenticate", tr),
+        ("GET", "/healthz", Vec::new()),
+        ("POST", "/healthz", Vec::new()),
+    ];
+    let rejected = |svc: &Svc| {
+        ["too_large", "bad_request", "not_found", "method"].map(|r| {
+            svc.metric(&format!(
+                "k8s_keystone_auth_http_requests_rejected_total{{reason=\"{r}\"}}"
+            ))
+        })
+    };
+    for (method, path, body) in cases {
+        let before = rejected(&svc);
+        let request = warp::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .header("content-length", body.len())
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
+            .unwrap();
+        let answer = front.call(request).await.unwrap();
+        let status = answer.status().as_u16();
+        let content_type = answer.headers().get("content-type").cloned();
+        let text = answer.into_body().collect().await.unwrap().to_bytes();
+        let by_front = rejected(&svc);
+        let (want_status, want, want_type) = svc
+            .send(
+                warp::test::request()
+                    .method(method)
+                    .path(path)
+                    .header("content-type", "application/json")
+                    .body(&body),
+            )
+            .await;
+        let by_routes = rejected(&svc);
+        let what = format!("{method} {path}");
+        assert_eq!(status, want_status, "{what}");
+        let got: Value = serde_json::from_slice(&text)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&text).into()));
+        assert_eq!(got, want, "{what}");
+        assert_eq!(
+            content_type
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+            want_type,
+            "{what}"
+        );
+        let counted = |a: [u64; 4], b: [u64; 4]| -> Vec<u64> {
+            a.iter().zip(b).map(|(x, y)| y - x).collect()
+        };
+        assert_eq!(
+            counted(before, by_front),
+            counted(by_front, by_routes),
+            "{what}"
+        );
+    }
+    // A body streamed past the limit without a Content-Length: refused as it arrives.
+    let chunks =
+        futures_util::stream::iter((0..3).map(|_| {
+            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(
+                vec![b' '; MAX_BODY / 2],
+            )))
+        }));
+    let request = warp::http::Request::builder()
+        .method("POST")
+        .uri("/authenticate")
+        .body(http_body_util::StreamBody::new(chunks))
+        .unwrap();
+    let mut streamed = kk_webhook::filters::Front::new(
+        svc.state.clone(),
+        warp::service(kk_webhook::filters::routes(svc.state.clone())),
+    );
+    let answer = streamed.call(request).await.unwrap();
+    assert_eq!(answer.status().as_u16(), 413);
+}

@@ -1,4 +1,6 @@
 //! Routes: paths, methods and the body limit, composed with warp; the work is in [`handlers`].
+//! [`Front`] is what each connection serves: the three review routes (nearly every request)
+//! straight to their handler, everything else through warp's [`routes`].
 //!
 //! | route | answer |
 //! |---|---|
@@ -12,6 +14,7 @@
 //! | `GET /metrics` | Prometheus text |
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,10 +58,11 @@ fn limited_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone 
         .and_then(collect_body)
 }
 
-async fn collect_body<S, B>(stream: S) -> Result<Bytes, Rejection>
+async fn collect_body<S, B, E>(stream: S) -> Result<Bytes, Rejection>
 where
-    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    S: futures_util::Stream<Item = Result<B, E>>,
     B: Buf,
+    E: std::fmt::Display,
 {
     let collect = async move {
         let mut stream = std::pin::pin!(stream);
@@ -80,6 +84,75 @@ where
     match tokio::time::timeout(BODY_TIMEOUT, collect).await {
         Ok(r) => r,
         Err(_) => Err(warp::reject::custom(BodyTimeout)),
+    }
+}
+
+/// The HTTP service of a connection: `POST /webhook`, `/authenticate` and `/authorize` go
+/// straight to [`handlers::review`], without warp's filter chain (a cached review is a few
+/// microseconds: the chain was a tenth of it); every other request, and other spellings of
+/// those paths (`/webhook/`), go through `routes` (warp's [`routes`]). Both use the same body
+/// limit, timeout, rejection answers and handlers.
+#[derive(Clone)]
+pub struct Front<R> {
+    state: Arc<State>,
+    routes: R,
+}
+
+impl<R> Front<R> {
+    /// `routes` is `warp::service(routes(state))`.
+    pub fn new(state: Arc<State>, routes: R) -> Self {
+        Self { state, routes }
+    }
+}
+
+type Answer = std::pin::Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<R, B> tower_service::Service<warp::http::Request<B>> for Front<R>
+where
+    R: tower_service::Service<warp::http::Request<B>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    R::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: warp::http::Request<B>) -> Answer {
+        let expect = match (req.method(), req.uri().path()) {
+            (&warp::http::Method::POST, "/webhook") => Expect::Any,
+            (&warp::http::Method::POST, "/authenticate") => Expect::TokenReview,
+            (&warp::http::Method::POST, "/authorize") => Expect::SubjectAccessReview,
+            _ => {
+                let mut routes = self.routes.clone();
+                return Box::pin(async move { routes.call(req).await });
+            }
+        };
+        let state = self.state.clone();
+        Box::pin(async move {
+            let length = req
+                .headers()
+                .get(warp::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if length.is_some_and(|n| n > MAX_BODY) {
+                return handle_rejection(warp::reject::custom(TooLarge), state).await;
+            }
+            let stream = http_body_util::BodyDataStream::new(req.into_body());
+            match collect_body(stream).await {
+                Ok(body) => handlers::review(expect, body, state).await,
+                Err(r) => handle_rejection(r, state).await,
+            }
+        })
     }
 }
 
