@@ -203,20 +203,35 @@ impl FieldVisitor<'_> {
             .and_then(|()| write!(self.writer, "{value}"));
     }
 
-    fn delegate(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+    /// `field` written by the default visitor itself; the next field then needs a space
+    /// (except after `log.` fields, which it skips).
+    fn delegate(
+        &mut self,
+        field: &tracing::field::Field,
+        record: impl FnOnce(&mut DefaultVisitor<'_>),
+    ) {
         if self.result.is_err() {
             return;
         }
         let mut visitor = DefaultVisitor::new(self.writer.by_ref(), self.is_empty);
         record(&mut visitor);
         self.result = visitor.finish();
-    }
-
-    /// After a delegated field: the default visitor wrote it, so the next needs a space
-    /// (except after `log.` fields, which it skips).
-    fn delegated(&mut self, field: &tracing::field::Field) {
         if !field.name().starts_with("log.") {
             self.is_empty = false;
+        }
+    }
+
+    /// A number or bool: written directly, or by the default visitor.
+    fn display_or_delegate(
+        &mut self,
+        field: &tracing::field::Field,
+        value: impl std::fmt::Display,
+        record: impl FnOnce(&mut DefaultVisitor<'_>),
+    ) {
+        if self.direct(field) {
+            self.direct_display(field, value);
+        } else {
+            self.delegate(field, record);
         }
     }
 }
@@ -237,36 +252,20 @@ impl tracing::field::Visit for FieldVisitor<'_> {
                 self.writer.write_char('"')
             });
         } else {
-            self.delegate(|v| v.record_str(field, value));
-            self.delegated(field);
+            self.delegate(field, |v| v.record_str(field, value));
         }
     }
 
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        if self.direct(field) {
-            self.direct_display(field, value);
-        } else {
-            self.delegate(|v| v.record_u64(field, value));
-            self.delegated(field);
-        }
+        self.display_or_delegate(field, value, |v| v.record_u64(field, value));
     }
 
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        if self.direct(field) {
-            self.direct_display(field, value);
-        } else {
-            self.delegate(|v| v.record_i64(field, value));
-            self.delegated(field);
-        }
+        self.display_or_delegate(field, value, |v| v.record_i64(field, value));
     }
 
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        if self.direct(field) {
-            self.direct_display(field, value);
-        } else {
-            self.delegate(|v| v.record_bool(field, value));
-            self.delegated(field);
-        }
+        self.display_or_delegate(field, value, |v| v.record_bool(field, value));
     }
 
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
@@ -279,8 +278,7 @@ impl tracing::field::Visit for FieldVisitor<'_> {
         field: &tracing::field::Field,
         value: &(dyn std::error::Error + 'static),
     ) {
-        self.delegate(|v| v.record_error(field, value));
-        self.delegated(field);
+        self.delegate(field, |v| v.record_error(field, value));
     }
 
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
@@ -289,8 +287,7 @@ impl tracing::field::Visit for FieldVisitor<'_> {
                 .start(field)
                 .and_then(|()| write!(self.writer, "{value:?}"));
         } else {
-            self.delegate(|v| v.record_debug(field, value));
-            self.delegated(field);
+            self.delegate(field, |v| v.record_debug(field, value));
         }
     }
 }
