@@ -3,17 +3,17 @@
 //! Two writers:
 //! * [`init`]: each line is written to stderr when it is logged (the plugin and the charm's
 //!   hook: short-lived commands whose every line must be out before they exit);
-//! * [`init_non_blocking`]: the service's. A review's decision log line is handed to a
-//!   bounded queue and written by a thread of its own, so a review never waits on stderr
-//!   (a pipe to journald, a full disk, a slow terminal). Lines written in a burst leave in one
-//!   `write`. When the queue is full, lines are dropped and counted
-//!   ([`dropped_lines`], `k8s_keystone_auth_log_lines_dropped_total`), and the writer says how
-//!   many it dropped; [`LogGuard::flush`] at shutdown writes every queued line.
+//! * [`init_non_blocking`]: the service's. A review's decision log line is appended to a
+//!   bounded buffer (a copy under a lock: no allocation, no channel) and written by a thread
+//!   of its own, so a review never waits on stderr (a pipe to journald, a full disk, a slow
+//!   terminal). Lines written in a burst leave in one `write`. When the buffer is full, lines
+//!   are dropped and counted ([`dropped_lines`], `k8s_keystone_auth_log_lines_dropped_total`),
+//!   and the writer says how many it dropped; [`LogGuard::flush`] at shutdown writes every
+//!   line logged before it.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
@@ -22,8 +22,12 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::{DefaultVisitor, FormatFields, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
 
-/// Lines the non-blocking writer's queue holds (about 5 MiB of typical decision log lines).
-pub const QUEUE_LINES: usize = 16 * 1024;
+/// Bytes of lines the non-blocking writer holds before it drops new ones (about 16,000
+/// decision log lines).
+pub const QUEUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The writer's batch size: its output buffer, and what the buffer of lines shrinks back to.
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// After writing a batch of at least [`BUSY_BATCH`] lines (under load), the writer waits this
 /// long before taking the next one, so such lines leave in a few large writes and do not wake
@@ -31,7 +35,7 @@ pub const QUEUE_LINES: usize = 16 * 1024;
 const BATCH_INTERVAL: Duration = Duration::from_millis(20);
 
 /// A batch this large means load: pause [`BATCH_INTERVAL`] after it.
-const BUSY_BATCH: usize = 64;
+const BUSY_BATCH: u64 = 64;
 
 /// How long [`LogGuard::flush`] waits for the queue to be written.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,7 +74,7 @@ pub fn init(level: &str) {
 /// Installs the global subscriber with the non-blocking writer (see the module doc). Keep the
 /// guard, and call [`LogGuard::flush`] before the process exits.
 pub fn init_non_blocking(level: &str) -> LogGuard {
-    let (writer, guard) = non_blocking(std::io::stderr(), QUEUE_LINES);
+    let (writer, guard) = non_blocking(std::io::stderr(), QUEUE_BYTES);
     let _ = tracing_subscriber::fmt()
         .fmt_fields(Fields)
         .with_timer(Timestamp)
@@ -298,110 +302,175 @@ impl VisitOutput<std::fmt::Result> for FieldVisitor<'_> {
     }
 }
 
-enum Message {
-    Line(Vec<u8>),
-    /// Write everything before this, then answer.
-    Flush(SyncSender<()>),
+/// The buffer the service's threads append lines to and the writer thread takes away.
+struct Shared {
+    buffer: Mutex<Buffer>,
+    /// Wakes the writer: lines after a quiet spell, a flush, the guard's close.
+    wake: Condvar,
+    /// Wakes flushers once the writer has written what they wait for.
+    written: Condvar,
+    /// Lines this writer dropped (the process-wide count is [`dropped_lines`]).
+    dropped: AtomicU64,
+}
+
+struct Buffer {
+    /// Whole lines not yet taken by the writer, at most `capacity` bytes.
+    bytes: Vec<u8>,
+    capacity: usize,
+    /// Lines appended since start, and of those, written out.
+    appended: u64,
+    written: u64,
+    /// The writer waits for lines: the next line wakes it.
+    writer_waiting: bool,
+    flush_wanted: bool,
+    /// The guard is gone (or the writer thread never started): lines are dropped.
+    closed: bool,
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Buffer> {
+    // A panic while holding the lock leaves whole lines behind: go on with them.
+    shared.buffer.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The `MakeWriter` of the non-blocking writer: cheap to clone, one per subscriber.
 #[derive(Clone)]
 pub struct NonBlocking {
-    queue: SyncSender<Message>,
-    /// Lines this writer dropped (the process-wide count is [`dropped_lines`]).
-    dropped: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
-/// Keeps the writer thread; [`LogGuard::flush`] waits until every queued line is written.
+/// Keeps the writer thread; [`LogGuard::flush`] waits until every line so far is written.
+/// Dropping it flushes, then stops the writer.
 pub struct LogGuard {
-    queue: SyncSender<Message>,
+    shared: Arc<Shared>,
 }
 
 impl LogGuard {
-    /// Writes every line queued so far (waits at most 5 s, so a stuck stderr cannot hang
+    /// Writes every line logged so far (waits at most 5 s, so a stuck stderr cannot hang
     /// shutdown). Returns whether the writer confirmed it.
     pub fn flush(&self) -> bool {
-        let (done, wait) = mpsc::sync_channel(1);
-        // `send`, not `try_send`: a full queue is drained by the writer, so this waits for
-        // room instead of losing the flush.
-        if self.queue.send(Message::Flush(done)).is_err() {
+        let deadline = std::time::Instant::now() + FLUSH_TIMEOUT;
+        let mut buffer = lock(&self.shared);
+        let target = buffer.appended;
+        if buffer.written >= target {
+            return true;
+        }
+        if buffer.closed {
             return false;
         }
-        wait.recv_timeout(FLUSH_TIMEOUT).is_ok()
+        buffer.flush_wanted = true;
+        self.shared.wake.notify_one();
+        while buffer.written < target {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            buffer = match self.shared.written.wait_timeout(buffer, left) {
+                Ok((b, _)) => b,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        true
     }
 }
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
         self.flush();
+        lock(&self.shared).closed = true;
+        self.shared.wake.notify_one();
     }
 }
 
-/// A non-blocking writer to `out` with a queue of `capacity` lines, and its guard. The
-/// writing thread lives as long as a [`NonBlocking`] or the guard does.
+/// A non-blocking writer to `out` holding at most `capacity` bytes of lines not yet written,
+/// and its guard. The writing thread lives until the guard is dropped.
 pub fn non_blocking<W: Write + Send + 'static>(out: W, capacity: usize) -> (NonBlocking, LogGuard) {
-    let (queue, lines) = mpsc::sync_channel(capacity.max(1));
-    let dropped = Arc::new(AtomicU64::new(0));
-    let counted = dropped.clone();
+    let shared = Arc::new(Shared {
+        buffer: Mutex::new(Buffer {
+            bytes: Vec::with_capacity(capacity.min(WRITE_BATCH)),
+            capacity,
+            appended: 0,
+            written: 0,
+            writer_waiting: false,
+            flush_wanted: false,
+            closed: false,
+        }),
+        wake: Condvar::new(),
+        written: Condvar::new(),
+        dropped: AtomicU64::new(0),
+    });
+    let writer = shared.clone();
     let spawned = std::thread::Builder::new()
         .name("log-writer".into())
-        .spawn(move || write_lines(out, &lines, &counted));
+        .spawn(move || write_lines(out, &writer));
     if let Err(e) = spawned {
-        // No thread, no queue: lines are dropped and counted rather than blocking reviews.
+        // No thread: lines are dropped and counted rather than blocking reviews.
         let _ = writeln!(std::io::stderr(), "cannot start the log writer thread: {e}");
+        lock(&shared).closed = true;
     }
     (
         NonBlocking {
-            queue: queue.clone(),
-            dropped,
+            shared: shared.clone(),
         },
-        LogGuard { queue },
+        LogGuard { shared },
     )
 }
 
-/// The writer thread: sleeps until a line comes, writes what is queued, flushes, then, after a
-/// busy batch, pauses [`BATCH_INTERVAL`] to let the next batch gather (a flush request is
-/// answered without that pause); reports dropped lines.
-fn write_lines<W: Write>(out: W, lines: &Receiver<Message>, dropped: &AtomicU64) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+/// The writer thread: sleeps until a line comes, takes every line buffered (swapping in an
+/// empty buffer), writes and flushes them, then, after a busy batch, waits [`BATCH_INTERVAL`]
+/// (or less, for a flush) to let the next batch gather; reports dropped lines.
+fn write_lines<W: Write>(out: W, shared: &Shared) {
+    let mut out = std::io::BufWriter::with_capacity(WRITE_BATCH, out);
+    let mut taken = Vec::with_capacity(WRITE_BATCH);
     let mut reported = 0;
     loop {
-        // Wait for the next message; wake up now and then to report drops.
-        let first = match lines.recv_timeout(Duration::from_secs(1)) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let mut pending = first;
-        let mut flushed = false;
-        let mut batch = 0;
-        while let Some(message) = pending.take() {
-            match message {
-                Message::Line(line) => {
-                    let _ = out.write_all(&line);
-                    batch += 1;
-                }
-                Message::Flush(done) => {
-                    report_drops(&mut out, dropped, &mut reported);
-                    let _ = out.flush();
-                    let _ = done.try_send(());
-                    flushed = true;
-                }
+        let mut buffer = lock(shared);
+        while buffer.bytes.is_empty() && !buffer.flush_wanted && !buffer.closed {
+            buffer.writer_waiting = true;
+            // Wake up now and then to report drops.
+            buffer = match shared.wake.wait_timeout(buffer, Duration::from_secs(1)) {
+                Ok((b, _)) => b,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+            buffer.writer_waiting = false;
+            if buffer.bytes.is_empty() {
+                drop(buffer);
+                report_drops(&mut out, &shared.dropped, &mut reported);
+                let _ = out.flush();
+                buffer = lock(shared);
             }
-            pending = lines.try_recv().ok();
         }
-        report_drops(&mut out, dropped, &mut reported);
+        let closed = buffer.closed && buffer.bytes.is_empty();
+        std::mem::swap(&mut buffer.bytes, &mut taken);
+        let (done, upto) = (buffer.written, buffer.appended);
+        let flushed = std::mem::take(&mut buffer.flush_wanted);
+        drop(buffer);
+        let _ = out.write_all(&taken);
+        report_drops(&mut out, &shared.dropped, &mut reported);
         let _ = out.flush();
-        if !flushed && batch >= BUSY_BATCH {
-            #[allow(
-                clippy::disallowed_methods,
-                reason = "the log writer's own thread, not a runtime worker"
-            )]
-            std::thread::sleep(BATCH_INTERVAL);
+        let busy = upto - done >= BUSY_BATCH;
+        taken.clear();
+        // A burst grew it: give the memory back.
+        taken.shrink_to(WRITE_BATCH);
+        let mut buffer = lock(shared);
+        buffer.written = upto;
+        shared.written.notify_all();
+        if closed {
+            return;
+        }
+        if busy && !flushed {
+            let pause = std::time::Instant::now() + BATCH_INTERVAL;
+            while !buffer.flush_wanted && !buffer.closed {
+                let left = pause.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                buffer = match shared.wake.wait_timeout(buffer, left) {
+                    Ok((b, _)) => b,
+                    Err(poisoned) => poisoned.into_inner().0,
+                };
+            }
         }
     }
-    report_drops(&mut out, dropped, &mut reported);
-    let _ = out.flush();
 }
 
 fn report_drops<W: Write>(out: &mut W, dropped: &AtomicU64, reported: &mut u64) {
@@ -416,15 +485,23 @@ fn report_drops<W: Write>(out: &mut W, dropped: &AtomicU64, reported: &mut u64) 
     }
 }
 
-/// One formatted event: collected, then queued whole when dropped.
+/// One formatted event, appended to the shared buffer in place (the buffer's lock is held
+/// from [`MakeWriter::make_writer`] until the line is dropped, so a line written in several
+/// parts stays whole); on drop, a line that does not fit is taken back out and counted.
 pub struct Line<'a> {
-    buffer: Vec<u8>,
-    writer: &'a NonBlocking,
+    buffer: Option<MutexGuard<'a, Buffer>>,
+    start: usize,
+    shared: &'a Shared,
 }
 
 impl Write for Line<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(buf);
+        if let Some(buffer) = self.buffer.as_mut() {
+            // At most one line past the capacity: taken back out on drop.
+            if buffer.bytes.len() <= buffer.capacity {
+                buffer.bytes.extend_from_slice(buf);
+            }
+        }
         Ok(buf.len())
     }
 
@@ -435,16 +512,25 @@ impl Write for Line<'_> {
 
 impl Drop for Line<'_> {
     fn drop(&mut self) {
-        if self.buffer.is_empty() {
+        let Some(mut buffer) = self.buffer.take() else {
+            return;
+        };
+        let len = buffer.bytes.len();
+        if len == self.start {
             return;
         }
-        let line = std::mem::take(&mut self.buffer);
-        match self.writer.queue.try_send(Message::Line(line)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
-                self.writer.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        if len > buffer.capacity || buffer.closed {
+            buffer.bytes.truncate(self.start);
+            drop(buffer);
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        buffer.appended += 1;
+        let wake = std::mem::take(&mut buffer.writer_waiting);
+        drop(buffer);
+        if wake {
+            self.shared.wake.notify_one();
         }
     }
 }
@@ -453,9 +539,11 @@ impl<'a> MakeWriter<'a> for NonBlocking {
     type Writer = Line<'a>;
 
     fn make_writer(&'a self) -> Line<'a> {
+        let buffer = lock(&self.shared);
         Line {
-            buffer: Vec::with_capacity(256),
-            writer: self,
+            start: buffer.bytes.len(),
+            buffer: Some(buffer),
+            shared: &self.shared,
         }
     }
 }
@@ -597,7 +685,7 @@ mod tests {
     #[test]
     fn flush_writes_every_queued_line_in_order() {
         let sink = Sink::default();
-        let (writer, guard) = non_blocking(sink.clone(), 10_000);
+        let (writer, guard) = non_blocking(sink.clone(), 1024 * 1024);
         for i in 0..5_000 {
             log(&writer, &format!("line {i}\n"));
         }
@@ -619,22 +707,62 @@ mod tests {
         );
     }
 
+    /// Lines from several threads, each written in two parts: every line whole, each
+    /// thread's in its order, none lost; the guard's drop stops the writer thread.
+    #[test]
+    fn lines_from_many_threads_stay_whole() {
+        let sink = Sink::default();
+        let (writer, guard) = non_blocking(sink.clone(), 1024 * 1024);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let writer = &writer;
+                s.spawn(move || {
+                    for i in 0..2_000 {
+                        let mut line = writer.make_writer();
+                        line.write_all(format!("thread {t} ").as_bytes()).unwrap();
+                        line.write_all(format!("line {i}\n").as_bytes()).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(guard.flush());
+        let text = String::from_utf8(sink.bytes.lock().unwrap().clone()).unwrap();
+        let mut next = [0; 4];
+        for l in text.lines() {
+            let (t, i) = l
+                .strip_prefix("thread ")
+                .and_then(|l| l.split_once(" line "))
+                .unwrap_or_else(|| panic!("not a whole line: {l:?}"));
+            let t: usize = t.parse().unwrap();
+            assert_eq!(i.parse::<usize>().unwrap(), next[t], "{l}");
+            next[t] += 1;
+        }
+        assert_eq!(next, [2_000; 4]);
+        assert_eq!(writer.shared.dropped.load(Ordering::Relaxed), 0);
+        drop(guard);
+        // Closed: the writer thread has gone, and lines after it are dropped and counted.
+        log(&writer, "late\n");
+        assert_eq!(writer.shared.dropped.load(Ordering::Relaxed), 1);
+        assert!(lock(&writer.shared).closed);
+    }
+
     #[test]
     fn a_stuck_writer_drops_and_counts_lines_instead_of_blocking() {
         let sink = Sink::default();
-        let (writer, guard) = non_blocking(sink.clone(), 8);
+        // Room for about 10 lines of 8 bytes.
+        let (writer, guard) = non_blocking(sink.clone(), 80);
         let gate = sink.gate.lock().unwrap();
         let before = dropped_lines();
-        assert_eq!(writer.dropped.load(Ordering::Relaxed), 0);
-        // The writer thread takes at most one line out and blocks on the gate; the queue
-        // holds 8; the rest must be dropped at once, not wait.
+        assert_eq!(writer.shared.dropped.load(Ordering::Relaxed), 0);
+        // The writer thread takes at most a buffer's worth out and blocks on the gate; the
+        // buffer fills again; the rest must be dropped at once, not wait.
         let started = std::time::Instant::now();
         for i in 0..100 {
             log(&writer, &format!("line {i}\n"));
         }
         assert!(started.elapsed() < Duration::from_secs(2));
-        let dropped = writer.dropped.load(Ordering::Relaxed);
-        assert!((90..=100).contains(&dropped), "dropped {dropped}");
+        let dropped = writer.shared.dropped.load(Ordering::Relaxed);
+        assert!((75..=100).contains(&dropped), "dropped {dropped}");
         assert!(dropped_lines() - before >= dropped);
         drop(gate);
         assert!(guard.flush());
