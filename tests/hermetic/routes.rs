@@ -428,9 +428,9 @@ async fn clients_dripping_headers_do_not_starve_others() {
 #[tokio::test]
 async fn the_front_answers_as_the_warp_routes_do() {
     use http_body_util::BodyExt;
-    use tower_service::Service as _;
+    use hyper::service::Service as _;
     let (_ks, svc) = service().await;
-    let mut front = kk_webhook::filters::Front::new(
+    let front = kk_webhook::filters::Front::new(
         svc.state.clone(),
         warp::service(kk_webhook::filters::routes(svc.state.clone())),
     );
@@ -520,7 +520,7 @@ async fn the_front_answers_as_the_warp_routes_do() {
         .uri("/authenticate")
         .body(http_body_util::StreamBody::new(chunks))
         .unwrap();
-    let mut streamed = kk_webhook::filters::Front::new(
+    let streamed = kk_webhook::filters::Front::new(
         svc.state.clone(),
         warp::service(kk_webhook::filters::routes(svc.state.clone())),
     );

@@ -26,8 +26,12 @@ use tracing_subscriber::fmt::time::FormatTime;
 /// decision log lines).
 pub const QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
-/// The writer's batch size: its output buffer, and what the buffer of lines shrinks back to.
+/// The writer's output buffer, and the buffer of lines' first size.
 const WRITE_BATCH: usize = 64 * 1024;
+
+/// Most a buffer of lines keeps after a batch (a busy batch of [`BATCH_INTERVAL`]s at 60,000
+/// lines a second is about 300 KiB).
+const RETAINED: usize = 1024 * 1024;
 
 /// After writing a batch of at least [`BUSY_BATCH`] lines (under load), the writer waits this
 /// long before taking the next one, so such lines leave in a few large writes and do not wake
@@ -449,8 +453,9 @@ fn write_lines<W: Write>(out: W, shared: &Shared) {
         let _ = out.flush();
         let busy = upto - done >= BUSY_BATCH;
         taken.clear();
-        // A burst grew it: give the memory back.
-        taken.shrink_to(WRITE_BATCH);
+        // The two buffers take turns and keep their size, so steady load does not grow one
+        // (a copy and page faults under the lock) at every batch; a burst's is given back.
+        taken.shrink_to(RETAINED);
         let mut buffer = lock(shared);
         buffer.written = upto;
         shared.written.notify_all();

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
@@ -81,6 +81,11 @@ where
         }
         Ok(body.freeze())
     };
+    // A small body has usually arrived with the headers: then no timer is set up.
+    let mut collect = std::pin::pin!(collect);
+    if let Some(done) = (&mut collect).now_or_never() {
+        return done;
+    }
     match tokio::time::timeout(BODY_TIMEOUT, collect).await {
         Ok(r) => r,
         Err(_) => Err(warp::reject::custom(BodyTimeout)),
@@ -107,7 +112,7 @@ impl<R> Front<R> {
 
 type Answer = std::pin::Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-impl<R, B> tower_service::Service<warp::http::Request<B>> for Front<R>
+impl<R, B> hyper::service::Service<warp::http::Request<B>> for Front<R>
 where
     R: tower_service::Service<warp::http::Request<B>, Response = Response, Error = Infallible>
         + Clone
@@ -121,14 +126,10 @@ where
     type Error = Infallible;
     type Future = Answer;
 
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: warp::http::Request<B>) -> Answer {
+    /// Takes `&self` (hyper's service trait): a review clones only the state's `Arc`, where a
+    /// tower service would be cloned whole for each request (warp's filter tree and the
+    /// `Arc`s it holds).
+    fn call(&self, req: warp::http::Request<B>) -> Answer {
         let expect = match (req.method(), req.uri().path()) {
             (&warp::http::Method::POST, "/webhook") => Expect::Any,
             (&warp::http::Method::POST, "/authenticate") => Expect::TokenReview,

@@ -778,7 +778,10 @@ pub async fn serve(
     tls: Option<Arc<ReloadableTls>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let front = filters::Front::new(state.clone(), warp::service(filters::routes(state.clone())));
+    let front = Arc::new(filters::Front::new(
+        state.clone(),
+        warp::service(filters::routes(state.clone())),
+    ));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(state.max_connections));
     let over_limit = Arc::new(Semaphore::new(OVER_LIMIT_ANSWERS));
@@ -822,7 +825,7 @@ pub async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(front.clone());
+        let service = front.clone();
         let watcher = graceful.watcher();
         let tls = tls
             .as_ref()
