@@ -35,6 +35,9 @@ pub struct Config {
     pub nginx_workers: String,
     /// One wrk point.
     pub point: Duration,
+    /// Rounds of the cached and uncached points: each point is measured this many times, the
+    /// servers in a rotating order, and the round of median throughput is reported.
+    pub rounds: u32,
     pub connections: Vec<u32>,
     /// The Zipf mix of item 2, per side.
     pub mix: Duration,
@@ -129,7 +132,8 @@ impl Config {
             nginx: or("BENCH_NGINX", "nginx"),
             wrk: or("BENCH_WRK", "wrk"),
             nginx_workers: or("BENCH_NGINX_WORKERS", "auto"),
-            point: seconds("BENCH_SECONDS", "8")?,
+            point: seconds("BENCH_SECONDS", "4")?,
+            rounds: number("BENCH_ROUNDS", "3")?,
             connections,
             mix: seconds("BENCH_MIX_SECONDS", "60")?,
             mix_tokens: number("BENCH_MIX_TOKENS", "1000")?,

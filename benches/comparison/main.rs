@@ -34,6 +34,7 @@ async fn run() -> Result<()> {
     bench.report.machine = report::Machine::probe(&cfg.nginx, &cfg.wrk);
     bench.report.settings = serde_json::json!({
         "point_seconds": cfg.point.as_secs_f64(),
+        "rounds": cfg.rounds,
         "connections": cfg.connections,
         "wrk": "-t1 --latency, keep-alive, HTTPS, one Lua script per load",
         "nginx_worker_processes": cfg.nginx_workers,

@@ -97,6 +97,9 @@ pub struct Row {
     pub errors: u64,
     pub vs_static: Option<f64>,
     pub vs_nginx: Option<f64>,
+    /// Requests/s of each round, in the order they ran; the row's figures are the median
+    /// round's.
+    pub round_rps: Vec<f64>,
 }
 
 impl Row {
@@ -119,6 +122,40 @@ impl Row {
             errors: p.errors(),
             vs_static: None,
             vs_nginx: None,
+            round_rps: vec![p.rps()],
+        }
+    }
+
+    /// The row of the round of median throughput (the lower one of an even count), with
+    /// every round's requests/s.
+    pub fn median_of(
+        kind: &'static str,
+        tokens: &'static str,
+        server: &'static str,
+        connections: u32,
+        rounds: &[Point],
+    ) -> Option<Self> {
+        let mut order: Vec<&Point> = rounds.iter().collect();
+        order.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
+        let median = order.get(order.len().checked_sub(1)? / 2)?;
+        let mut row = Self::new(kind, tokens, server, connections, median);
+        row.round_rps = rounds.iter().map(Point::rps).collect();
+        row.errors = rounds.iter().map(Point::errors).sum();
+        Some(row)
+    }
+
+    /// (highest - lowest) / median requests/s of the rounds.
+    pub fn spread(&self) -> f64 {
+        let (lo, hi) = self
+            .round_rps
+            .iter()
+            .fold((f64::INFINITY, 0f64), |(lo, hi), r| {
+                (lo.min(*r), hi.max(*r))
+            });
+        if self.rps > 0.0 && hi >= lo {
+            (hi - lo) / self.rps
+        } else {
+            0.0
         }
     }
 }
@@ -240,14 +277,15 @@ impl Report {
         ));
         s.push_str(&format!("settings: {}\n", self.settings));
         if !self.throughput.is_empty() {
-            s.push_str("\n1. Reviews over HTTPS keep-alive (wrk -t1 --latency)\n");
+            s.push_str("\n1. Reviews over HTTPS keep-alive (wrk -t1 --latency): each row the round of median req/s; spread = (highest - lowest) / median req/s of the rounds\n");
             s.push_str(&format!(
-                "{:<20} {:<9} {:<13} {:>5} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7}\n",
+                "{:<20} {:<9} {:<13} {:>5} {:>10} {:>7} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7}\n",
                 "kind",
                 "tokens",
                 "server",
                 "conns",
                 "req/s",
+                "spread",
                 "/static",
                 "/nginx",
                 "p50 ms",
@@ -257,12 +295,13 @@ impl Report {
             ));
             for r in &self.throughput {
                 s.push_str(&format!(
-                    "{:<20} {:<9} {:<13} {:>5} {:>10.0} {:>8} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>7}\n",
+                    "{:<20} {:<9} {:<13} {:>5} {:>10.0} {:>6.0}% {:>8} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>7}\n",
                     r.kind,
                     r.tokens,
                     r.server,
                     r.connections,
                     r.rps,
+                    r.spread() * 100.0,
                     fmt_ratio(r.vs_static),
                     fmt_ratio(r.vs_nginx),
                     r.p50_ms,

@@ -15,7 +15,7 @@ use crate::config::{Config, port};
 use crate::keystone::{AccessLog, Keystone};
 use crate::report::{Latency, Memory, MixSide, OneToken, Report, Row};
 use crate::servers::{self, Canned, Ours, Pki, Proc};
-use crate::wrk::{Load, Wrk};
+use crate::wrk::{Load, Point, Wrk};
 
 pub const TR: &str = "TokenReview";
 pub const SAR: &str = "SubjectAccessReview";
@@ -223,54 +223,80 @@ impl<'a> Bench<'a> {
             }
         }
 
+        // Every point in `rounds` rounds, the servers of a point in a different order each
+        // round (a slow quarter-minute of the shared machine then falls on different servers),
+        // and the median round reported.
         let keystone_log = AccessLog(&cfg.keystone.access_log);
         for (kind, body) in [(TR, self.tr_body.clone()), (SAR, self.sar_body.clone())] {
             for &c in &cfg.connections {
-                for (name, p, trp, sarp) in servers {
-                    let path = if kind == TR { trp } else { sarp };
+                let mut measured: Vec<Vec<Point>> = vec![Vec::new(); servers.len()];
+                for round in 0..cfg.rounds as usize {
+                    for i in (0..servers.len()).map(|i| (i + round) % servers.len()) {
+                        let (name, p, trp, sarp) = servers[i];
+                        let path = if kind == TR { trp } else { sarp };
+                        let point = self
+                            .wrk
+                            .run(&url(p, path), c, cfg.point, &Load::Body(&body))
+                            .await?;
+                        self.say(&format!(
+                            "{kind} {name} c={c} round {}: {:.0} req/s, p99 {:.2} ms",
+                            round + 1,
+                            point.rps(),
+                            point.p99_us as f64 / 1e3
+                        ));
+                        measured[i].push(point);
+                        if kind == TR && name == "go" {
+                            // Keystone (gunicorn) is still working through the requests
+                            // queued when wrk stopped, on the same 2 cores: the next point
+                            // waits until it is done (its access log stopped growing), or it
+                            // pays for it.
+                            keystone_log.settled().await?;
+                        }
+                    }
+                }
+                for ((name, ..), rounds) in servers.iter().zip(&measured) {
                     // The Go reference has no cache: each of its TokenReviews asks Keystone.
-                    let tokens = if kind == TR && name == "go" {
+                    let tokens = if kind == TR && *name == "go" {
                         "uncached"
                     } else {
                         "cached"
                     };
-                    let point = self
-                        .wrk
-                        .run(&url(p, path), c, cfg.point, &Load::Body(&body))
-                        .await?;
-                    self.say(&format!(
-                        "{kind} {name} c={c}: {:.0} req/s, p99 {:.2} ms",
-                        point.rps(),
-                        point.p99_us as f64 / 1e3
-                    ));
-                    self.report
-                        .throughput
-                        .push(Row::new(kind, tokens, name, c, &point));
-                    if tokens == "uncached" {
-                        // Keystone (gunicorn) is still working through the requests queued
-                        // when wrk stopped, on the same 2 cores: the next point waits until
-                        // it is done (its access log stopped growing), or it pays for it.
-                        keystone_log.settled().await?;
+                    if let Some(row) = Row::median_of(kind, tokens, name, c, rounds) {
+                        self.report.throughput.push(row);
                     }
                 }
             }
         }
         // Uncached: the distinct tokens in turn, our cache off, against the Go reference.
+        let uncached = [("go", port::GO), ("ours-nocache", port::OURS_NOCACHE)];
         for &c in &cfg.connections {
-            for (name, p) in [("go", port::GO), ("ours-nocache", port::OURS_NOCACHE)] {
-                let point = self
-                    .wrk
-                    .run(
-                        &url(p, "/webhook"),
-                        c,
-                        cfg.point,
-                        &Load::Cycle(&self.mix_tokens),
-                    )
-                    .await?;
-                self.say(&format!("uncached {name} c={c}: {:.0} req/s", point.rps()));
-                self.report
-                    .throughput
-                    .push(Row::new(TR, "uncached-mix", name, c, &point));
+            let mut measured: Vec<Vec<Point>> = vec![Vec::new(); uncached.len()];
+            for round in 0..cfg.rounds as usize {
+                for i in (0..uncached.len()).map(|i| (i + round) % uncached.len()) {
+                    let (name, p) = uncached[i];
+                    let point = self
+                        .wrk
+                        .run(
+                            &url(p, "/webhook"),
+                            c,
+                            cfg.point,
+                            &Load::Cycle(&self.mix_tokens),
+                        )
+                        .await?;
+                    self.say(&format!(
+                        "uncached {name} c={c} round {}: {:.0} req/s",
+                        round + 1,
+                        point.rps()
+                    ));
+                    measured[i].push(point);
+                    // Both leave validations queued in Keystone.
+                    keystone_log.settled().await?;
+                }
+            }
+            for ((name, _), rounds) in uncached.iter().zip(&measured) {
+                if let Some(row) = Row::median_of(TR, "uncached-mix", name, c, rounds) {
+                    self.report.throughput.push(row);
+                }
             }
         }
         drop(nocache);
