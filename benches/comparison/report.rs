@@ -100,6 +100,8 @@ pub struct Row {
     /// Requests/s of each round, in the order they ran; the row's figures are the median
     /// round's.
     pub round_rps: Vec<f64>,
+    /// p99 of each round, in the same order.
+    pub round_p99_ms: Vec<f64>,
 }
 
 impl Row {
@@ -123,6 +125,7 @@ impl Row {
             vs_static: None,
             vs_nginx: None,
             round_rps: vec![p.rps()],
+            round_p99_ms: vec![p.p99_us as f64 / 1000.0],
         }
     }
 
@@ -140,6 +143,7 @@ impl Row {
         let median = order.get(order.len().checked_sub(1)? / 2)?;
         let mut row = Self::new(kind, tokens, server, connections, median);
         row.round_rps = rounds.iter().map(Point::rps).collect();
+        row.round_p99_ms = rounds.iter().map(|p| p.p99_us as f64 / 1000.0).collect();
         row.errors = rounds.iter().map(Point::errors).sum();
         Some(row)
     }
