@@ -133,7 +133,10 @@ impl Config {
             wrk: or("BENCH_WRK", "wrk"),
             nginx_workers: or("BENCH_NGINX_WORKERS", "auto"),
             point: seconds("BENCH_SECONDS", "4")?,
-            rounds: number("BENCH_ROUNDS", "3")?,
+            rounds: match number("BENCH_ROUNDS", "3")? {
+                0 => bail!("BENCH_ROUNDS=0: at least 1 round"),
+                n => n,
+            },
             connections,
             mix: seconds("BENCH_MIX_SECONDS", "60")?,
             mix_tokens: number("BENCH_MIX_TOKENS", "1000")?,

@@ -130,33 +130,29 @@ impl Row {
     }
 
     /// The row of the round of median throughput (the lower one of an even count), with
-    /// every round's requests/s.
+    /// every round's requests/s and p99. `rounds` is not empty (`BENCH_ROUNDS` >= 1).
     pub fn median_of(
         kind: &'static str,
         tokens: &'static str,
         server: &'static str,
         connections: u32,
         rounds: &[Point],
-    ) -> Option<Self> {
+    ) -> Self {
         let mut order: Vec<&Point> = rounds.iter().collect();
         order.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
-        let median = order.get(order.len().checked_sub(1)? / 2)?;
+        let median = order[(order.len().max(1) - 1) / 2];
         let mut row = Self::new(kind, tokens, server, connections, median);
         row.round_rps = rounds.iter().map(Point::rps).collect();
         row.round_p99_ms = rounds.iter().map(|p| p.p99_us as f64 / 1000.0).collect();
         row.errors = rounds.iter().map(Point::errors).sum();
-        Some(row)
+        row
     }
 
     /// (highest - lowest) / median requests/s of the rounds.
     pub fn spread(&self) -> f64 {
-        let (lo, hi) = self
-            .round_rps
-            .iter()
-            .fold((f64::INFINITY, 0f64), |(lo, hi), r| {
-                (lo.min(*r), hi.max(*r))
-            });
-        if self.rps > 0.0 && hi >= lo {
+        let lo = self.round_rps.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = self.round_rps.iter().copied().fold(0.0, f64::max);
+        if self.rps > 0.0 {
             (hi - lo) / self.rps
         } else {
             0.0

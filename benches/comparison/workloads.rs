@@ -118,6 +118,47 @@ impl<'a> Bench<'a> {
         eprintln!("[compare] {what}");
     }
 
+    /// One point (`kind` at `c` connections) of each target (name, URL, tokens), measured in
+    /// `rounds` rounds with the targets in a rotating order each round (a slow quarter-minute
+    /// of the shared machine then falls on different servers); each target's round of median
+    /// throughput goes into the report. After a point whose reviews all ask Keystone (tokens
+    /// not "cached"), waits until Keystone (gunicorn, on the same 2 cores) has worked off
+    /// what was queued when wrk stopped (its access log stopped growing), or the next point
+    /// pays for it.
+    async fn in_rounds(
+        &mut self,
+        kind: &'static str,
+        c: u32,
+        targets: &[(&'static str, String, &'static str)],
+        load: &Load<'_>,
+        keystone_log: &AccessLog<'_>,
+    ) -> Result<()> {
+        let cfg = self.cfg;
+        let mut measured: Vec<Vec<Point>> = vec![Vec::new(); targets.len()];
+        for round in 0..cfg.rounds {
+            for i in (0..targets.len()).map(|i| (i + round as usize) % targets.len()) {
+                let (name, url, tokens) = &targets[i];
+                let point = self.wrk.run(url, c, cfg.point, load).await?;
+                self.say(&format!(
+                    "{kind} {tokens} {name} c={c} round {}: {:.0} req/s, p99 {:.2} ms",
+                    round + 1,
+                    point.rps(),
+                    point.p99_us as f64 / 1e3
+                ));
+                measured[i].push(point);
+                if *tokens != "cached" {
+                    keystone_log.settled().await?;
+                }
+            }
+        }
+        for ((name, _, tokens), rounds) in targets.iter().zip(&measured) {
+            self.report
+                .throughput
+                .push(Row::median_of(kind, tokens, name, c, rounds));
+        }
+        Ok(())
+    }
+
     async fn ours(&self, name: &str, p: u16, level: &str, toml: &str) -> Result<Proc> {
         servers::start_ours(
             self.cfg,
@@ -223,81 +264,30 @@ impl<'a> Bench<'a> {
             }
         }
 
-        // Every point in `rounds` rounds, the servers of a point in a different order each
-        // round (a slow quarter-minute of the shared machine then falls on different servers),
-        // and the median round reported.
         let keystone_log = AccessLog(&cfg.keystone.access_log);
         for (kind, body) in [(TR, self.tr_body.clone()), (SAR, self.sar_body.clone())] {
             for &c in &cfg.connections {
-                let mut measured: Vec<Vec<Point>> = vec![Vec::new(); servers.len()];
-                for round in 0..cfg.rounds as usize {
-                    for i in (0..servers.len()).map(|i| (i + round) % servers.len()) {
-                        let (name, p, trp, sarp) = servers[i];
-                        let path = if kind == TR { trp } else { sarp };
-                        let point = self
-                            .wrk
-                            .run(&url(p, path), c, cfg.point, &Load::Body(&body))
-                            .await?;
-                        self.say(&format!(
-                            "{kind} {name} c={c} round {}: {:.0} req/s, p99 {:.2} ms",
-                            round + 1,
-                            point.rps(),
-                            point.p99_us as f64 / 1e3
-                        ));
-                        measured[i].push(point);
-                        if kind == TR && name == "go" {
-                            // Keystone (gunicorn) is still working through the requests
-                            // queued when wrk stopped, on the same 2 cores: the next point
-                            // waits until it is done (its access log stopped growing), or it
-                            // pays for it.
-                            keystone_log.settled().await?;
-                        }
-                    }
-                }
-                for ((name, ..), rounds) in servers.iter().zip(&measured) {
+                let targets = servers.map(|(name, p, trp, sarp)| {
+                    let path = if kind == TR { trp } else { sarp };
                     // The Go reference has no cache: each of its TokenReviews asks Keystone.
-                    let tokens = if kind == TR && *name == "go" {
+                    let tokens = if kind == TR && name == "go" {
                         "uncached"
                     } else {
                         "cached"
                     };
-                    if let Some(row) = Row::median_of(kind, tokens, name, c, rounds) {
-                        self.report.throughput.push(row);
-                    }
-                }
+                    (name, url(p, path), tokens)
+                });
+                self.in_rounds(kind, c, &targets, &Load::Body(&body), &keystone_log)
+                    .await?;
             }
         }
         // Uncached: the distinct tokens in turn, our cache off, against the Go reference.
-        let uncached = [("go", port::GO), ("ours-nocache", port::OURS_NOCACHE)];
         for &c in &cfg.connections {
-            let mut measured: Vec<Vec<Point>> = vec![Vec::new(); uncached.len()];
-            for round in 0..cfg.rounds as usize {
-                for i in (0..uncached.len()).map(|i| (i + round) % uncached.len()) {
-                    let (name, p) = uncached[i];
-                    let point = self
-                        .wrk
-                        .run(
-                            &url(p, "/webhook"),
-                            c,
-                            cfg.point,
-                            &Load::Cycle(&self.mix_tokens),
-                        )
-                        .await?;
-                    self.say(&format!(
-                        "uncached {name} c={c} round {}: {:.0} req/s",
-                        round + 1,
-                        point.rps()
-                    ));
-                    measured[i].push(point);
-                    // Both leave validations queued in Keystone.
-                    keystone_log.settled().await?;
-                }
-            }
-            for ((name, _), rounds) in uncached.iter().zip(&measured) {
-                if let Some(row) = Row::median_of(TR, "uncached-mix", name, c, rounds) {
-                    self.report.throughput.push(row);
-                }
-            }
+            let targets = [("go", port::GO), ("ours-nocache", port::OURS_NOCACHE)]
+                .map(|(name, p)| (name, url(p, "/webhook"), "uncached-mix"));
+            let mix = self.mix_tokens.clone();
+            self.in_rounds(TR, c, &targets, &Load::Cycle(&mix), &keystone_log)
+                .await?;
         }
         drop(nocache);
         drop(warn);
